@@ -1,0 +1,36 @@
+# nnexp: every workflow is a make target. The first target you run creates .venv and installs the
+# project into it (pip install -e .[dev]); later runs reuse it. `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+READY  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint typecheck bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(READY): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "nnexp needs Python 3.10 or newer (found " + sys.version.split()[0] + ")"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(READY)
+
+setup: $(READY) ## create .venv and install nnexp with its dev tools (done by every target on first use)
+
+test: $(READY) ## run the test suite
+	$(BIN)/python -m pytest -q
+
+lint: $(READY) ## ruff check (style, imports, bugbear) and mypy on the engine
+	$(BIN)/ruff check .
+	$(BIN)/mypy nnexp --ignore-missing-imports
+
+bench: $(READY) ## speed figures: engine vs hand-written loop, scikit-learn, PyTorch; replica scaling
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python experiments/bench.py $(ARGS)
+
+clean: ## remove caches (keeps .venv and results)
+	rm -rf .pytest_cache .ruff_cache .mypy_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

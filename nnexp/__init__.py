@@ -1,0 +1,1 @@
+"""nnexp: NumPy neural-network experiments."""

@@ -1,0 +1,65 @@
+"""Activation functions by name. Each is a pair: f(z) -> a, and df/dz written in terms of the output a.
+
+Writing the derivative from the output alone means an activation layer caches one array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from nnexp.errors import choice
+
+Array = np.ndarray
+
+
+class Activation(NamedTuple):
+    name: str
+    fn: Callable[[Array], Array]  # a = f(z)
+    grad: Callable[[Array], Array]  # df/dz as a function of a = f(z)
+
+
+def _sigmoid(z: Array) -> Array:
+    """sigma(z) = 1 / (1 + exp(-z)). exp overflows to inf for z < -709, giving the right limit 0; the
+    training loop silences that warning once rather than paying for np.errstate on every call."""
+    e = np.exp(np.negative(z))
+    e += 1.0
+    return np.reciprocal(e, out=e)
+
+
+def relu() -> Activation:
+    return Activation("relu", lambda z: np.maximum(z, 0.0), lambda a: a > 0.0)
+
+
+def leaky_relu(alpha: float = 0.01) -> Activation:
+    """f(z) = z for z > 0, alpha * z otherwise (alpha > 0, so the sign of a is the sign of z)."""
+    return Activation("leaky_relu", lambda z: np.where(z > 0.0, z, alpha * z), lambda a: np.where(a > 0.0, 1.0, alpha))
+
+
+def sigmoid() -> Activation:
+    return Activation("sigmoid", _sigmoid, lambda a: a * (1.0 - a))
+
+
+def tanh() -> Activation:
+    return Activation("tanh", np.tanh, lambda a: 1.0 - a * a)
+
+
+def identity() -> Activation:
+    return Activation("identity", lambda z: z, lambda a: np.ones_like(a))
+
+
+ACTIVATIONS: dict[str, Callable[..., Activation]] = {
+    "relu": relu,
+    "leaky_relu": leaky_relu,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "identity": identity,
+}
+
+
+def get(name: str, *, alpha: float = 0.01, field: str = "activation") -> Activation:
+    """Look an activation up by name; `alpha` is the leaky ReLU slope."""
+    choice(field, name, ACTIVATIONS)
+    return leaky_relu(alpha) if name == "leaky_relu" else ACTIVATIONS[name]()
