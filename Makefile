@@ -5,9 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed-stamp
 ARGS   ?=
+PORT   ?= 5000
+HOST   ?= 127.0.0.1
+STORE  := sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint typecheck bench clean
+.PHONY: help setup test lint bench train ui clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,6 +30,13 @@ test: $(READY) ## run the test suite
 lint: $(READY) ## ruff check (style, imports, bugbear) and mypy on the engine
 	$(BIN)/ruff check .
 	$(BIN)/mypy nnexp --ignore-missing-imports
+
+train: $(READY) ## one tracked run of the seed baseline; any Hydra override via ARGS="optimizer.lr=0.05 model=mlp_4_8_6_4_1"
+	$(BIN)/python experiments/train.py $(ARGS)
+
+ui: $(READY) ## MLflow UI on the project's store, bound to 127.0.0.1 (PORT=5000 by default)
+	@echo "MLflow UI: http://$(HOST):$(PORT)  (store: $(STORE); Ctrl-C to stop)"
+	$(BIN)/mlflow ui --backend-store-uri $(STORE) --default-artifact-root $(CURDIR)/mlartifacts --host $(HOST) --port $(PORT)
 
 bench: $(READY) ## speed figures: engine vs hand-written loop, scikit-learn, PyTorch; replica scaling
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python experiments/bench.py $(ARGS)

@@ -1,1 +1,3 @@
 """nnexp: NumPy neural-network experiments."""
+
+__version__ = "0.1.0"

@@ -4,6 +4,7 @@ predicts in the data's own units and saves/loads without pickle (weights .npz + 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -71,7 +72,7 @@ class MLPSpec:
                 out.append(Dropout(rate))
         return out
 
-    def build(self, seeds: int | Array, dropout_seeds: int | Array | None = None,
+    def build(self, seeds: int | Sequence[int] | Array, dropout_seeds: int | Sequence[int] | Array | None = None,
               dropout: float | Array | None = None, batched: bool | None = None) -> Network:
         """A network of len(seeds) replicas, replica r initialised from seeds[r]."""
         return Network(self.layers(dropout), np.atleast_1d(seeds), dropout_seeds, batched)

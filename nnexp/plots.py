@@ -1,0 +1,98 @@
+"""Matplotlib figures for runs, sweeps and studies (Agg backend, written as PNG files).
+
+Each function takes plain arrays and returns the path of the PNG it wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+Array = np.ndarray
+DPI = 80
+
+
+def _save(fig, path: Path, **margins: float) -> Path:
+    # fixed margins: tight_layout doubles the cost of a small figure (measured, see README)
+    fig.subplots_adjust(**{"left": 0.1, "right": 0.97, "bottom": 0.14, "top": 0.9, "wspace": 0.28, **margins})
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def learning_curves(curves: Mapping[str, Array], path: Path, title: str = "") -> Path:
+    """log10 MSE per epoch on train / validation / test, and R^2 beside it.
+
+    (log10 on a linear axis: a log-scaled axis costs twice as much to draw.)"""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for split in ("train", "val", "test"):
+        if f"{split}_mse" in curves:
+            a.plot(np.log10(curves[f"{split}_mse"]), label=split)
+            b.plot(curves[f"{split}_r2"], label=split)
+    a.set(xlabel="epoch", ylabel="log10 MSE", title=title or "learning curves")
+    b.set(xlabel="epoch", ylabel="R²", ylim=(max(-0.5, b.get_ylim()[0]), 1.0))
+    a.legend()
+    return _save(fig, path)
+
+
+def predictions(y_true: Array, y_pred: Array, path: Path, target: str = "y") -> Path:
+    """Predicted against actual on the test split, with the identity line."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.scatter(y_true, y_pred, s=6, alpha=0.6)
+    lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set(xlabel=f"actual {target}", ylabel=f"predicted {target}", title="test: predicted vs actual")
+    return _save(fig, path, left=0.16)
+
+
+def residuals(y_true: Array, y_pred: Array, path: Path, target: str = "y") -> Path:
+    """Residuals (actual - predicted) against the prediction on the test split."""
+    res = y_true - y_pred
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.scatter(y_pred, res, s=6, alpha=0.6)
+    ax.axhline(0, color="k", lw=1)
+    ax.set(xlabel=f"predicted {target}", ylabel="residual",
+           title=f"test residuals (mean {res.mean():+.3g}, std {res.std():.3g})")
+    return _save(fig, path, left=0.16)
+
+
+def compare_curves(runs: Mapping[str, Mapping[str, Array]], path: Path, metric: str = "val_mse") -> Path:
+    """One metric's per-epoch curve for several named runs (e.g. the best trial against the baseline)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, curves in runs.items():
+        ax.plot(curves[metric], label=name)
+    ax.set(yscale="log" if metric.endswith("mse") else "linear", xlabel="epoch", ylabel=metric)
+    ax.legend()
+    return _save(fig, path)
+
+
+def bands(groups: Mapping[str, Array], path: Path, ylabel: str, log: bool = True) -> Path:
+    """Mean curve with a band (min..max over seeds) per group; each value is an (n_seeds, n_epochs) array."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, arr in groups.items():
+        arr = np.asarray(arr, dtype=float)
+        x = np.arange(arr.shape[1])
+        ax.plot(x, np.nanmean(arr, axis=0), label=name, lw=1.2)
+        ax.fill_between(x, np.nanmin(arr, axis=0), np.nanmax(arr, axis=0), alpha=0.15)
+    ax.set(yscale="log" if log else "linear", xlabel="epoch", ylabel=ylabel)
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def effects(names: Sequence[str], diffs: Array, lo: Array, hi: Array, path: Path, xlabel: str) -> Path:
+    """Horizontal error bars: each variant's difference from the baseline with its CI."""
+    diffs, lo, hi = (np.asarray(a, dtype=float) for a in (diffs, lo, hi))
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
+    y = np.arange(len(names))
+    ax.errorbar(diffs, y, xerr=[diffs - lo, hi - diffs], fmt="o", capsize=3)
+    ax.axvline(0, color="k", lw=1)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set(xlabel=xlabel)
+    return _save(fig, path)

@@ -1,0 +1,105 @@
+"""One experiment run: a composed config in, a trained model and a fully recorded MLflow run out."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from nnexp import plots
+from nnexp.config import Plan, build_plan, flat_params
+from nnexp.console import Progress
+from nnexp.model import Model
+from nnexp.tracking import CurveLogger, Tracker, curve_metrics, final_metrics
+from nnexp.train import DIVERGED, ReplicaResult
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str  # MLflow status: FINISHED or FAILED
+    result: ReplicaResult
+    metrics: dict[str, float]
+    tracking_uri: str
+    experiment_id: str
+    seconds: float
+
+
+def log_outcome(tracker: Tracker, run_id: str, plan: Plan, result: ReplicaResult, cfg: DictConfig,
+                log_model: bool = True, make_plots: bool = True) -> tuple[str, dict[str, float]]:
+    """Record a finished replica on its run (curves already sent): final metrics, status and reason,
+    the composed config, plots and the model. Ends the run; returns (status, final metrics)."""
+    tracker.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    if result.status == DIVERGED:
+        tracker.log(run_id, tags={"nnexp.status": result.status, "nnexp.failure_reason": result.reason})
+        tracker.end(run_id, "FAILED")
+        return "FAILED", {}
+    metrics = final_metrics(result, plan.spec)
+    stamp = int(time.time() * 1000)
+    summary = {k: metrics[k] for k in ("gap_mse", "best_epoch", "epochs", "n_params")}
+    restored = {k: v for k, v in metrics.items() if k not in summary and result.curves[k][-1] != v}
+    points = curve_metrics({k: [v] for k, v in summary.items()}, 0, stamp)
+    # early stopping returned the best epoch's weights: their values close every curve at one extra step
+    points += curve_metrics({k: [v] for k, v in restored.items()}, result.epochs, stamp)
+    tags = {"nnexp.status": result.status}
+    if result.reason:
+        tags["nnexp.stop_reason"] = result.reason
+    tracker.log(run_id, metrics=points, tags=tags)
+    model = Model.from_state(plan.spec, result.state, plan.data.scaler,
+                             {"run_id": run_id, "dataset": plan.data.name, "dataset_digest": plan.data.digest()})
+    if make_plots:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = plan.data
+            y_true = d.scaler.y_inverse(d.y_test[:, 0])
+            y_pred = model.predict(d.scaler.x_mean + d.x_test * d.scaler.x_std)
+            for png in (plots.learning_curves(result.curves, Path(tmp) / "learning_curves.png"),
+                        plots.predictions(y_true, y_pred, Path(tmp) / "predicted_vs_actual.png", d.target_name),
+                        plots.residuals(y_true, y_pred, Path(tmp) / "residuals.png", d.target_name)):
+                tracker.log_artifact(run_id, png, "plots")
+    if log_model:
+        tracker.log_model(run_id, model, "FINISHED")
+    else:
+        tracker.end(run_id, "FINISHED")
+    return "FINISHED", metrics
+
+
+def train(cfg: DictConfig, progress: bool | None = None) -> RunSummary:
+    """Validate `cfg`, train one run of it, and record everything in MLflow.
+
+    Bad values raise ConfigError before any run is created. Ctrl-C / SIGTERM end the run as KILLED."""
+    t0 = time.perf_counter()
+    plan = build_plan(cfg)
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+    run_id = tracker.start(cfg.tracking.get("run_name"), {"nnexp.kind": "run"})
+    status = "KILLED"
+    try:
+        tracker.log(run_id, params=flat_params(cfg))
+        tracker.log_dataset(run_id, plan.data)
+        logger = CurveLogger(tracker, {0: run_id})
+        result = plan.fit(callbacks=[logger, Progress(plan.epochs, enabled=progress)])[0]
+        status, metrics = log_outcome(tracker, run_id, plan, result, cfg, cfg.tracking.log_model, cfg.tracking.plots)
+    except BaseException as e:
+        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        tracker.log(run_id, tags={"nnexp.failure_reason": f"{type(e).__name__}: {e}"[:5000]})
+        tracker.end(run_id, status)
+        raise
+    return RunSummary(run_id, status, result, metrics, tracker.uri, tracker.experiment_id, time.perf_counter() - t0)
+
+
+def summary_text(s: RunSummary) -> str:
+    r = s.result
+    if s.status == "FAILED":
+        return f"run {s.run_id} FAILED: {r.reason}\n  tracking store: {s.tracking_uri}"
+    m = s.metrics
+    lines = [
+        f"run {s.run_id}: {r.status} after {r.epochs} epochs (best epoch {r.best_epoch}) in {s.seconds:.1f} s",
+        f"  R2   train {m['train_r2']:.4f}   val {m.get('val_r2', np.nan):.4f}   test {m['test_r2']:.4f}",
+        f"  MSE  train {m['train_mse']:.5f}  val {m.get('val_mse', np.nan):.5f}  test {m['test_mse']:.5f}"
+        f"   gap (test - train) {m['gap_mse']:+.5f}",
+        f"  tracking store: {s.tracking_uri}  (experiment id {s.experiment_id}; browse with `make ui`)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""MLflow tracking on top of the engine: runs, batched metric logging, artifacts and the model.
+
+Embedded default: a SQLite store at the project root (`mlflow.db`) with artifacts beside it in
+`mlartifacts/`, whatever the working directory. `tracking.uri` (or MLFLOW_TRACKING_URI) points at a
+shared tracking server instead. Everything goes through `MlflowClient` with explicit run ids, and
+metrics are buffered and sent with `log_batch` (one call per 1,000 points, not one per point).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars while logging models
+
+import logging  # noqa: E402
+
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+from nnexp import __version__  # noqa: E402
+from nnexp.config import project_root  # noqa: E402
+from nnexp.data import Dataset  # noqa: E402
+from nnexp.model import MLPSpec, Model  # noqa: E402
+from nnexp.train import Callback, ReplicaResult  # noqa: E402
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Updating database tables" on every new store
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+
+
+def resolve_uri(uri: str | None) -> str:
+    """An explicit URI, else MLFLOW_TRACKING_URI, else the project's own SQLite store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def artifact_root(uri: str) -> str | None:
+    """For a SQLite store, artifacts live beside the database (an absolute file URI, so the UI finds
+    them from any working directory); a tracking server chooses its own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+    if uri.startswith("file:") or "://" not in uri:
+        return None
+    return None
+
+
+@functools.cache
+def provenance() -> dict[str, str]:
+    """Git commit (and whether the tree has uncommitted changes) and package versions."""
+    root = project_root()
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else False
+    import hydra
+    import optuna
+
+    return {
+        "mlflow.source.git.commit": commit or "unknown",
+        "git_dirty": str(dirty).lower(),
+        "nnexp_version": __version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "mlflow_version": mlflow.__version__,
+        "optuna_version": optuna.__version__,
+        "hydra_version": hydra.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Tracker:
+    """One tracking store and experiment; runs are addressed by id."""
+
+    def __init__(self, uri: str | None = None, experiment: str = "nnexp") -> None:
+        self.uri = resolve_uri(uri)
+        self.client = mlflow.MlflowClient(self.uri)
+        self.experiment_id = self._experiment(experiment)
+
+    def _experiment(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
+        except MlflowException:  # another process created it first
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def start(self, name: str | None = None, tags: Mapping[str, str] | None = None, parent: str | None = None) -> str:
+        all_tags = {**provenance(), **(tags or {})}
+        if parent:
+            all_tags["mlflow.parentRunId"] = parent
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        return run.info.run_id
+
+    def log(self, run_id: str, params: Mapping[str, Any] | None = None, metrics: Iterable[Metric] = (),
+            tags: Mapping[str, Any] | None = None) -> None:
+        """Params, metrics and tags in as few log_batch calls as MLflow's limits allow."""
+        ps = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+        ts = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        ms = list(metrics)
+        for chunk in _chunks(ps, MAX_PARAMS):
+            self.client.log_batch(run_id, params=chunk)
+        for chunk in _chunks(ts, MAX_TAGS):
+            self.client.log_batch(run_id, tags=chunk)
+        for chunk in _chunks(ms, MAX_METRICS):
+            self.client.log_batch(run_id, metrics=chunk)
+
+    def end(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def log_dataset(self, run_id: str, data: Dataset, context: str = "training") -> None:
+        """The dataset as a run input, identified by its digest."""
+        from mlflow.data.numpy_dataset import from_numpy
+        from mlflow.entities import DatasetInput, InputTag
+
+        ds = from_numpy(features=data.x_train, targets=data.y_train[:, 0], name=data.name, digest=data.digest())
+        entity = DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+        self.client.log_inputs(run_id, datasets=[entity])
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_model(self, run_id: str, model: Model, status: str = "FINISHED") -> None:
+        """Log `model` as an MLflow pyfunc model (models-from-code, pickle-free), then end the run
+        with `status` (MLflow's fluent API ends the run it logged into)."""
+        mlflow.set_tracking_uri(self.uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save(Path(tmp) / "model")
+            mlflow.start_run(run_id=run_id)
+            try:
+                mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(MODEL_CODE),
+                    artifacts={"model": str(Path(tmp) / "model")},
+                    code_paths=[str(Path(__file__).parent)],
+                    pip_requirements=[f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"],
+                )
+            finally:
+                mlflow.end_run(status)
+
+
+def curve_metrics(curves: Mapping[str, Sequence[float] | np.ndarray], first_epoch: int = 0,
+                  stamp: int | None = None) -> list[Metric]:
+    """Per-epoch values as MLflow metrics with step = epoch (NaN points, e.g. undefined R^2, left out)."""
+    stamp = stamp or int(time.time() * 1000)
+    return [Metric(k, float(v), stamp, first_epoch + e) for k, arr in curves.items()
+            for e, v in enumerate(arr) if np.isfinite(v)]
+
+
+class CurveLogger(Callback):
+    """Buffers each replica's per-epoch metrics and sends them with log_batch every `flush_seconds`
+    (so a long run can be watched live) and when the replica ends."""
+
+    def __init__(self, tracker: Tracker, run_ids: Mapping[int, str], flush_seconds: float = 10.0) -> None:
+        self.tracker, self.run_ids, self.flush_seconds = tracker, dict(run_ids), flush_seconds
+        self.buffer: dict[int, list[Metric]] = {r: [] for r in self.run_ids}
+        self.last = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, replicas: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
+        stamp = int(time.time() * 1000)
+        for k, values in metrics.items():
+            for i, r in enumerate(replicas):
+                v = float(values[i])
+                if r in self.buffer and np.isfinite(v):
+                    self.buffer[int(r)].append(Metric(k, v, stamp, epoch))
+        if time.monotonic() - self.last > self.flush_seconds:
+            self.flush()
+        return None
+
+    def on_replica_end(self, replica: int, result: ReplicaResult) -> None:
+        self.flush([replica])
+
+    def flush(self, replicas: Iterable[int] | None = None) -> None:
+        for r in self.buffer if replicas is None else replicas:
+            if r in self.buffer and self.buffer[r]:
+                self.tracker.log(self.run_ids[r], metrics=self.buffer[r])
+                self.buffer[r] = []
+        self.last = time.monotonic()
+
+
+def final_metrics(result: ReplicaResult, spec: MLPSpec) -> dict[str, float]:
+    """The returned model's metrics under the curves' names, plus gap_mse, best_epoch, n_params."""
+    f = {k: v for k, v in result.final.items() if np.isfinite(v)}
+    f["gap_mse"] = result.final["test_mse"] - result.final["train_mse"]
+    f["best_epoch"] = float(result.best_epoch)
+    f["epochs"] = float(result.epochs)
+    f["n_params"] = float(spec.n_params)
+    return f
+
+
+def python_command() -> str:
+    return " ".join([Path(sys.executable).name, *sys.argv])
