@@ -6,11 +6,12 @@ BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed-stamp
 ARGS   ?=
 PORT   ?= 5000
+WORKERS ?= 1
 HOST   ?= 127.0.0.1
 STORE  := sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint bench train ui clean
+.PHONY: help setup test lint bench train sweep sweep-worker ui clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,6 +34,12 @@ lint: $(READY) ## ruff check (style, imports, bugbear) and mypy on the engine
 
 train: $(READY) ## one tracked run of the seed baseline; any Hydra override via ARGS="optimizer.lr=0.05 model=mlp_4_8_6_4_1"
 	$(BIN)/python experiments/train.py $(ARGS)
+
+sweep: $(READY) ## the default Optuna sweep against the baseline (WORKERS=2 for two processes; ARGS="sweep=architecture ...")
+	$(BIN)/python experiments/sweep.py sweep.workers=$(WORKERS) $(ARGS)
+
+sweep-worker: $(READY) ## join a running sweep from any machine (same ARGS, shared sweep.storage and MLFLOW_TRACKING_URI)
+	$(BIN)/python experiments/sweep.py --worker $(ARGS)
 
 ui: $(READY) ## MLflow UI on the project's store, bound to 127.0.0.1 (PORT=5000 by default)
 	@echo "MLflow UI: http://$(HOST):$(PORT)  (store: $(STORE); Ctrl-C to stop)"

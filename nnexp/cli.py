@@ -3,7 +3,6 @@ SIGTERM is handled like Ctrl-C so that runs end as KILLED rather than staying RU
 
 from __future__ import annotations
 
-import signal
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -11,6 +10,7 @@ from typing import Any
 
 from nnexp.config import CONF_DIR
 from nnexp.errors import ConfigError, choice
+from nnexp.interrupts import sigterm_interrupts
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
@@ -83,17 +83,51 @@ def _check_group_options(args: Sequence[str]) -> None:
             fail(f"{e} (config group {key!r} in conf/{key}/)")
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt("SIGTERM")
-
-
-def guarded(fn: Callable[[], Any]) -> Any:
+def guarded(fn: Callable[[], Any], interrupted: str = "the run was recorded as KILLED") -> Any:
     """Run fn; ConfigError -> exit 2 with the message; Ctrl-C / SIGTERM -> exit 130."""
-    signal.signal(signal.SIGTERM, _sigterm)
+    sigterm_interrupts()
     try:
         return fn()
     except ConfigError as e:
         fail(str(e))
     except KeyboardInterrupt as e:
-        sys.stderr.write(f"\ninterrupted ({e or 'Ctrl-C'}): the run was recorded as KILLED\n")
+        sys.stderr.write(f"\ninterrupted ({e or 'Ctrl-C'}): {interrupted}\n")
         sys.exit(EXIT_INTERRUPTED)
+
+
+def with_default_group(args: Sequence[str], group: str, default: str) -> list[str]:
+    """`group=default` first unless the command line already chooses an option of `group`."""
+    chosen = any(a.lstrip("+").split("=", 1)[0] == group for a in args)
+    return list(args) if chosen else [f"{group}={default}", *args]
+
+
+def run_sweep(argv: Sequence[str]) -> None:
+    """`make sweep` / `make sweep-worker`: argv holds Hydra overrides and, for a worker, --worker[=i]."""
+    import os
+
+    from nnexp.console import SweepProgress
+
+    worker = next((a for a in argv if a.startswith("--worker")), None)
+    args = with_default_group([a for a in argv if a != worker], "sweep", "default")
+    precheck_overrides(args)
+    index = None
+    if worker is not None:  # a spawned worker says its index; one started by hand gets a seed of its own
+        index = int(worker.split("=", 1)[1]) if "=" in worker else 1000 + os.getpid() % 100000
+
+    def go():
+        from nnexp import sweep
+        from nnexp.config import compose
+        from nnexp.sweep_run import run
+
+        cfg = compose(args)
+        progress = SweepProgress() if index is None else None
+        try:
+            return run(cfg, args, worker_index=index, on_population=progress)
+        except sweep.SweepError as e:
+            fail(f"the sweep stopped: {e}", code=1)
+
+    summary = guarded(go, "trials in progress went back to WAITING and the sweep's runs were closed; run the "
+                          "same command again to finish the remaining trials")
+    if summary is not None:
+        print(summary.text)
+        print(f"\nparent run {summary.parent_run} in MLflow experiment of the sweep; browse with `make ui`")

@@ -34,15 +34,25 @@ def project_root() -> Path:
     return CONF_DIR.parent
 
 
-def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
-    """Compose the project's config with Hydra's compose API (no output directory, no logging)."""
+def compose(overrides: Sequence[str] = (), config_name: str = "config", hydra_node: bool = False) -> DictConfig:
+    """Compose the project's config with Hydra's compose API (no output directory, no logging).
+
+    `hydra_node` keeps Hydra's own node (`cfg.hydra.runtime.choices` names each group's option)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+        return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=hydra_node)
+
+
+def mapping(node: Any) -> dict[str, Any]:
+    """A config node (or a plain mapping) as a plain dict with string keys, interpolations resolved."""
+    if node is None:
+        return {}
+    raw: Any = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return {str(k): v for k, v in dict(raw).items()}
 
 
 def _number(cfg: DictConfig, path: str, ok, allowed: str, integer: bool = False) -> Any:
@@ -186,6 +196,9 @@ def build_plan(cfg: DictConfig, data: Dataset | None = None) -> Plan:
     return Plan(spec, data, name, args, lr, sname, sargs, epochs, batch, patience, [seed])
 
 
+HARNESS_KEYS = ("tracking", "hydra", "sweep", "ablation")  # how to run and record, not what is trained
+
+
 def flat_params(cfg: DictConfig) -> dict[str, str]:
     """The resolved config as dotted keys -> strings (`optimizer.lr`, `model.sizes`), Hydra's
     `_target_` entries and the tracking settings left out."""
@@ -194,7 +207,7 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
     def walk(node: Any, prefix: str) -> None:
         if isinstance(node, (DictConfig, dict)):
             for k, v in node.items():
-                if k == "_target_" or (not prefix and k in ("tracking", "hydra")):
+                if k == "_target_" or (not prefix and k in HARNESS_KEYS):
                     continue
                 walk(v, f"{prefix}{k!s}.")
         else:

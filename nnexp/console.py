@@ -49,3 +49,31 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+class SweepProgress:
+    """Called after each population: trials done of the budget, best value, pruned and failed counts.
+    A redrawn bar on a terminal; one line per population in logs."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.tty = interactive() if enabled is None else enabled
+        self.t0 = time.monotonic()
+
+    def __call__(self, worker) -> None:
+        from nnexp import study as studies
+
+        st = worker.st
+        c = studies.counts(worker.study, st.n_trials)
+        done = c["COMPLETE"] + c["PRUNED"] + c["FAIL"]
+        values = [t.value for t in worker.study.get_trials(deepcopy=False, states=(studies.TrialState.COMPLETE,))
+                  if t.number < st.n_trials]
+        best = (max if st.maximize else min)(values) if values else float("nan")
+        width = 30
+        bar = "#" * int(width * done / st.n_trials) + "." * (width - int(width * done / st.n_trials))
+        line = (f"[{bar}] {done}/{st.n_trials} trials  best {st.metric} {best:.4f}  pruned {c['PRUNED']}  "
+                f"failed {c['FAIL']}  {time.monotonic() - self.t0:.0f} s")
+        if self.tty:
+            sys.stderr.write("\r" + line + ("\n" if done >= st.n_trials else ""))
+            sys.stderr.flush()
+        else:
+            print(line, flush=True)

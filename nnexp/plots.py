@@ -62,11 +62,11 @@ def residuals(y_true: Array, y_pred: Array, path: Path, target: str = "y") -> Pa
     return _save(fig, path, left=0.16)
 
 
-def compare_curves(runs: Mapping[str, Mapping[str, Array]], path: Path, metric: str = "val_mse") -> Path:
-    """One metric's per-epoch curve for several named runs (e.g. the best trial against the baseline)."""
+def compare_steps(runs: Mapping[str, tuple[Sequence[int], Sequence[float]]], path: Path, metric: str) -> Path:
+    """One metric's curve (epochs, values) for several named runs, e.g. the best trial against the baseline."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name, curves in runs.items():
-        ax.plot(curves[metric], label=name)
+    for name, (steps, values) in runs.items():
+        ax.plot(steps, values, marker=".", label=name)
     ax.set(yscale="log" if metric.endswith("mse") else "linear", xlabel="epoch", ylabel=metric)
     ax.legend()
     return _save(fig, path)

@@ -14,7 +14,7 @@ from nnexp import plots
 from nnexp.config import Plan, build_plan, flat_params
 from nnexp.console import Progress
 from nnexp.model import Model
-from nnexp.tracking import CurveLogger, Tracker, curve_metrics, final_metrics
+from nnexp.tracking import CurveLogger, Tracker, final_points
 from nnexp.train import DIVERGED, ReplicaResult
 
 
@@ -38,13 +38,8 @@ def log_outcome(tracker: Tracker, run_id: str, plan: Plan, result: ReplicaResult
         tracker.log(run_id, tags={"nnexp.status": result.status, "nnexp.failure_reason": result.reason})
         tracker.end(run_id, "FAILED")
         return "FAILED", {}
-    metrics = final_metrics(result, plan.spec)
-    stamp = int(time.time() * 1000)
-    summary = {k: metrics[k] for k in ("gap_mse", "best_epoch", "epochs", "n_params")}
-    restored = {k: v for k, v in metrics.items() if k not in summary and result.curves[k][-1] != v}
-    points = curve_metrics({k: [v] for k, v in summary.items()}, 0, stamp)
-    # early stopping returned the best epoch's weights: their values close every curve at one extra step
-    points += curve_metrics({k: [v] for k, v in restored.items()}, result.epochs, stamp)
+    logged = {k: dict(enumerate(v)) for k, v in result.curves.items()}  # CurveLogger sent every epoch
+    metrics, points = final_points(result, plan.spec, logged)
     tags = {"nnexp.status": result.status}
     if result.reason:
         tags["nnexp.stop_reason"] = result.reason

@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from nnexp import __version__  # noqa: E402
 from nnexp.config import project_root  # noqa: E402
 from nnexp.data import Dataset  # noqa: E402
+from nnexp.interrupts import deferred  # noqa: E402
 from nnexp.model import MLPSpec, Model  # noqa: E402
 from nnexp.train import Callback, ReplicaResult  # noqa: E402
 
@@ -85,11 +86,6 @@ def provenance() -> dict[str, str]:
     }
 
 
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 class Tracker:
     """One tracking store and experiment; runs are addressed by id."""
 
@@ -110,11 +106,13 @@ class Tracker:
                 raise
             return found.experiment_id
 
-    def start(self, name: str | None = None, tags: Mapping[str, str] | None = None, parent: str | None = None) -> str:
+    def start(self, name: str | None = None, tags: Mapping[str, str] | None = None, parent: str | None = None,
+              start_time: int | None = None) -> str:
         all_tags = {**provenance(), **(tags or {})}
         if parent:
             all_tags["mlflow.parentRunId"] = parent
-        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        with deferred():
+            run = self.client.create_run(self.experiment_id, start_time=start_time, tags=all_tags, run_name=name)
         return run.info.run_id
 
     def log(self, run_id: str, params: Mapping[str, Any] | None = None, metrics: Iterable[Metric] = (),
@@ -123,15 +121,16 @@ class Tracker:
         ps = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
         ts = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         ms = list(metrics)
-        for chunk in _chunks(ps, MAX_PARAMS):
-            self.client.log_batch(run_id, params=chunk)
-        for chunk in _chunks(ts, MAX_TAGS):
-            self.client.log_batch(run_id, tags=chunk)
-        for chunk in _chunks(ms, MAX_METRICS):
-            self.client.log_batch(run_id, metrics=chunk)
+        with deferred():  # a batch is written whole or not at all, never cut by Ctrl-C
+            while ps or ts or ms:  # each call: <= 100 params, <= 100 tags, <= 1000 entries in all
+                p, t = ps[:MAX_PARAMS], ts[:MAX_TAGS]
+                m = ms[: MAX_METRICS - len(p) - len(t)]
+                self.client.log_batch(run_id, metrics=m, params=p, tags=t)
+                ps, ts, ms = ps[len(p):], ts[len(t):], ms[len(m):]
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status=status)
+        with deferred():
+            self.client.set_terminated(run_id, status=status)
 
     def log_dataset(self, run_id: str, data: Dataset, context: str = "training") -> None:
         """The dataset as a run input, identified by its digest."""
@@ -143,10 +142,12 @@ class Tracker:
         self.client.log_inputs(run_id, datasets=[entity])
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        self.client.log_text(run_id, text, artifact_file)
+        with deferred():
+            self.client.log_text(run_id, text, artifact_file)
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(run_id, str(path), artifact_path)
+        with deferred():
+            self.client.log_artifact(run_id, str(path), artifact_path)
 
     def log_model(self, run_id: str, model: Model, status: str = "FINISHED") -> None:
         """Log `model` as an MLflow pyfunc model (models-from-code, pickle-free), then end the run
@@ -167,12 +168,38 @@ class Tracker:
                 mlflow.end_run(status)
 
 
-def curve_metrics(curves: Mapping[str, Sequence[float] | np.ndarray], first_epoch: int = 0,
+def curve_metrics(curves: Mapping[str, Sequence[float] | np.ndarray | Mapping[int, float]], first_epoch: int = 0,
                   stamp: int | None = None) -> list[Metric]:
-    """Per-epoch values as MLflow metrics with step = epoch (NaN points, e.g. undefined R^2, left out)."""
+    """Per-epoch values as MLflow metrics with step = epoch (NaN points, e.g. undefined R^2, left out).
+
+    A curve is a sequence starting at `first_epoch`, or a mapping epoch -> value (a thinned curve)."""
     stamp = stamp or int(time.time() * 1000)
-    return [Metric(k, float(v), stamp, first_epoch + e) for k, arr in curves.items()
-            for e, v in enumerate(arr) if np.isfinite(v)]
+    return [Metric(k, float(v), stamp, e) for k, arr in curves.items()
+            for e, v in (arr.items() if isinstance(arr, Mapping) else enumerate(arr, first_epoch)) if np.isfinite(v)]
+
+
+SUMMARY = ("gap_mse", "best_epoch", "epochs", "n_params")
+
+
+def final_points(result: ReplicaResult, spec: MLPSpec, logged: Mapping[str, Mapping[int, float]],
+                 stamp: int | None = None) -> tuple[dict[str, float], list[Metric]]:
+    """The returned model's final metrics, and the points that record them beside the curves already
+    `logged`: the summary values at step 0, the others at the last epoch where a curve does not already
+    hold them, and values of weights restored by early stopping one step after the last epoch."""
+    metrics = final_metrics(result, spec)
+    last = result.epochs - 1
+    at: dict[int, dict[str, list[float]]] = {}
+    for k, v in metrics.items():
+        if k in SUMMARY:
+            step = 0
+        elif k in result.curves and result.curves[k][-1] != v:
+            step = result.epochs
+        elif logged.get(k, {}).get(last) == v:
+            continue
+        else:
+            step = last
+        at.setdefault(step, {})[k] = [v]
+    return metrics, [p for step, curves in at.items() for p in curve_metrics(curves, step, stamp)]
 
 
 class CurveLogger(Callback):

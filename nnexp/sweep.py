@@ -1,0 +1,374 @@
+"""`make sweep`: Optuna searches the config space; every trial is an Optuna trial and an MLflow child run.
+
+A worker asks Optuna for a *population* of P trials, builds each trial's config (composed once per
+choice of config groups, sampled values set on a copy), trains the population in as few passes of
+the replica axis as its structure allows (`nnexp.population`), reports each member's validation
+curve to its own trial (a pruned member leaves the pass), and records each member as it ends. P = 1
+is the classic one-trial-at-a-time sweep.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from nnexp import population, space
+from nnexp import study as studies
+from nnexp.config import Plan, build_plan, compose, flat_params, mapping
+from nnexp.errors import ConfigError, choice
+from nnexp.interrupts import deferred
+from nnexp.tracking import Tracker, curve_metrics, final_points
+from nnexp.train import COMPLETED, DIVERGED, PRUNED, STOPPED, Callback, ReplicaResult
+
+TrialState = optuna.trial.TrialState
+METRICS = ("val_r2", "val_mse", "train_r2", "train_mse")
+
+
+class SweepError(RuntimeError):
+    """A sweep that cannot go on (too many failures in a row): the message says why."""
+
+
+@dataclass
+class Settings:
+    """`cfg.sweep`, validated."""
+
+    name: str
+    study_name: str
+    n_trials: int
+    population: int
+    workers: int
+    metric: str
+    direction: str
+    storage: str | None
+    experiment: str
+    seed: int
+    sampler: dict
+    pruner: dict
+    max_failures_in_row: int
+    confirm_seeds: list[int]
+    curves: list[str]
+    curve_points: int
+    heartbeat: dict
+    space: list[space.Param] = field(default_factory=list)
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+
+def _int(node: Any, f: str, low: int = 1) -> int:
+    v = OmegaConf.select(node, f.split(".", 1)[1]) if isinstance(node, DictConfig) else node
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ConfigError(f, v, f"expected an integer >= {low}")
+    return v
+
+
+def settings(cfg: DictConfig) -> Settings:
+    s = cfg.get("sweep")
+    if s is None:
+        raise ConfigError("sweep", None, "choose a sweep, e.g. sweep=default (options in conf/sweep/)")
+    metric = choice("sweep.metric", s.metric, [*METRICS, "test_r2", "test_mse"])
+    if metric.startswith("test"):
+        raise ConfigError("sweep.metric", metric, "the test split is for reporting only; select on val_r2 or val_mse "
+                          "(or train_* when there is no validation split)")
+    natural = "maximize" if metric.endswith("r2") else "minimize"
+    direction = choice("sweep.direction", s.get("direction") or natural, ["maximize", "minimize"])
+    if direction != natural:
+        kind = "a score" if natural == "maximize" else "a loss"
+        raise ConfigError("sweep.direction", direction, f"{metric} is {kind}: expected {natural} (or null)")
+    sampler = mapping(s.sampler)
+    choice("sweep.sampler.name", sampler.get("name"), ["tpe", "random"])
+    _int(sampler.get("n_startup_trials", 1), "sweep.sampler.n_startup_trials", 0)
+    pruner = mapping(s.pruner)
+    choice("sweep.pruner.name", pruner.get("name"), ["median", "hyperband", "none"])
+    for k in ("n_startup_trials", "n_warmup_steps"):
+        _int(pruner.get(k, 0), f"sweep.pruner.{k}", 0)
+    for k in ("interval", "min_resource", "reduction_factor"):
+        _int(pruner.get(k, 2), f"sweep.pruner.{k}", 2 if k == "reduction_factor" else 1)
+    seeds = list(s.get("confirm_seeds") or [])
+    valid = all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)
+    if seeds and (len(seeds) < 2 or len(set(seeds)) != len(seeds) or not valid):
+        raise ConfigError("sweep.confirm_seeds", seeds, "expected [] (skip) or at least 2 distinct integer seeds >= 0")
+    curves = list(s.curves)
+    for c in curves:
+        choice("sweep.curves", c, ["train_mse", "val_mse", "test_mse", "train_r2", "val_r2", "test_r2", "lr"])
+    hb = mapping(s.heartbeat)
+    for k in ("interval", "grace"):
+        if isinstance(hb.get(k), bool) or not isinstance(hb.get(k), (int, float)) or hb[k] <= 0:
+            raise ConfigError(f"sweep.heartbeat.{k}", hb.get(k), "expected a number of seconds > 0")
+    if hb["grace"] <= 2 * hb["interval"]:
+        raise ConfigError("sweep.heartbeat.grace", hb["grace"], "expected more than twice sweep.heartbeat.interval")
+    return Settings(
+        name=str(s.name), study_name=str(s.get("study_name") or s.name), n_trials=_int(s, "sweep.n_trials"),
+        population=_int(s, "sweep.population"), workers=_int(s, "sweep.workers"), metric=metric,
+        direction=direction, storage=s.get("storage"), experiment=str(s.experiment), seed=_int(s, "sweep.seed", 0),
+        sampler=sampler, pruner=pruner, max_failures_in_row=_int(s, "sweep.max_failures_in_row"),
+        confirm_seeds=seeds, curves=curves, curve_points=_int(s, "sweep.curve_points"), heartbeat=hb,
+        space=space.parse(s.get("space")),
+    )
+
+
+def make_sampler(st: Settings, worker: int) -> optuna.samplers.BaseSampler:
+    seed = st.seed + worker  # workers must not replay each other's random start
+    if st.sampler["name"] == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(st.sampler.get("n_startup_trials", 10)),
+                                      constant_liar=True, multivariate=True)
+
+
+def make_pruner(st: Settings) -> optuna.pruners.BasePruner:
+    p = st.pruner
+    if p["name"] == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=int(p["n_startup_trials"]),
+                                           n_warmup_steps=int(p["n_warmup_steps"]), interval_steps=1)
+    if p["name"] == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=int(p["min_resource"]),
+                                              reduction_factor=int(p["reduction_factor"]))
+    return optuna.pruners.NopPruner()
+
+
+class Configs:
+    """Trial configs: the base overrides plus a trial's group choices, composed once per distinct
+    choice (Hydra compose costs ~50 ms), then the sampled values set on a copy (~1 ms)."""
+
+    def __init__(self, base_overrides: Sequence[str], params: Sequence[space.Param]) -> None:
+        self.base, self.params = list(base_overrides), list(params)
+        self.composed: dict[tuple[str, ...], DictConfig] = {}
+        self.data: dict[str, Any] = {}
+
+    def group_config(self, groups: tuple[str, ...]) -> DictConfig:
+        if groups not in self.composed:
+            self.composed[groups] = compose([*self.base, *groups])
+        return self.composed[groups]
+
+    def config(self, values: Mapping[str, Any]) -> DictConfig:
+        return space.apply_values(self.group_config(space.group_overrides(self.params, values)), self.params, values)
+
+    def plan(self, cfg: DictConfig) -> Plan:
+        """A validated plan of `cfg`; datasets are loaded once per data config."""
+        key = OmegaConf.to_yaml(cfg.data, resolve=True)
+        plan = build_plan(cfg, data=self.data.get(key))
+        self.data[key] = plan.data
+        return plan
+
+
+@dataclass
+class Member:
+    trial: optuna.Trial
+    values: dict[str, Any]
+    cfg: DictConfig | None = None
+    plan: Plan | None = None
+    error: str = ""
+    baseline: bool = False
+
+
+class Reporter(Callback):
+    """Reports each member's objective to its own trial every `interval` epochs and prunes the
+    members Optuna says to stop; hands each member to `finish` as it ends."""
+
+    def __init__(self, members: list[Member], metric: str, interval: int, prune: bool, finish,
+                 timing: dict[str, float]) -> None:
+        self.members, self.metric, self.interval, self.prune = members, metric, interval, prune
+        self.finish, self.timing = finish, timing
+
+    def on_epoch_end(self, epoch: int, replicas: np.ndarray, metrics: dict[str, np.ndarray]) -> list[int]:
+        if not self.prune or (epoch + 1) % self.interval:
+            return []
+        t0 = time.perf_counter()
+        stop = []
+        values = metrics[self.metric]
+        for i, r in enumerate(replicas):
+            trial = self.members[int(r)].trial
+            trial.report(float(values[i]), epoch)
+            if trial.should_prune():
+                stop.append(int(r))
+        self.timing["optuna"] += time.perf_counter() - t0
+        return stop
+
+    def on_replica_end(self, replica: int, result: ReplicaResult) -> None:
+        self.finish(self.members[replica], result)
+
+
+@dataclass
+class Worker:
+    """One process's share of a sweep: asks populations until the study's budget is used up."""
+
+    st: Settings
+    configs: Configs
+    storage: Any
+    study: optuna.Study
+    tracker: Tracker
+    parent_run: str
+    index: int = 0
+    on_population: Any = None  # called after each population with the worker
+    failures_in_row: int = 0
+    done: int = 0
+    populations: int = 0
+    timing: dict[str, float] = field(default_factory=lambda: {"train": 0.0, "optuna": 0.0, "mlflow": 0.0,
+                                                                "config": 0.0})
+
+    def run(self) -> None:
+        while True:
+            studies.reclaim_stale(self.storage, self.study, self.st.heartbeat["grace"])
+            members = self.ask()
+            if not members:
+                return
+            self.train(members)
+            self.populations += 1
+            if self.on_population:
+                self.on_population(self)
+
+    def ask(self) -> list[Member]:
+        """Up to P trials of the budget, each with its config built and validated."""
+        members: list[Member] = []
+        sid = studies.study_id(self.storage, self.study)
+        try:
+            while len(members) < self.st.population:
+                t0 = time.perf_counter()
+                with deferred():  # a trial is asked and given its parameters, or not asked at all
+                    trial = self.study.ask()
+                    beyond = trial.number >= self.st.n_trials
+                    if beyond:  # beyond the budget: leave it for a larger n_trials
+                        studies.put_back(self.storage, sid, [trial.number])
+                    else:
+                        values = space.suggest(trial, self.st.space)
+                        members.append(Member(trial, values, baseline=bool(trial.user_attrs.get("nnexp.baseline"))))
+                t1 = time.perf_counter()
+                self.timing["optuna"] += t1 - t0
+                if beyond:
+                    break
+                m = members[-1]
+                try:
+                    m.cfg = self.configs.config(m.values)
+                    m.plan = self.configs.plan(m.cfg)
+                except ConfigError as e:
+                    m.error = f"invalid trial config: {e}"
+                self.timing["config"] += time.perf_counter() - t1
+        except BaseException:
+            studies.put_back(self.storage, sid, [m.trial.number for m in members])
+            raise
+        return members
+
+    def train(self, members: list[Member]) -> None:
+        label = f"{socket.gethostname()}:{os.getpid()}:{self.populations}"
+        start_ms = int(time.time() * 1000)
+        open_ = {m.trial.number for m in members}
+        ok = [m for m in members if m.plan is not None]
+        sid = studies.study_id(self.storage, self.study)
+        ids = [self.storage.get_trial_id_from_study_id_trial_number(sid, n) for n in sorted(open_)]
+        try:
+            with studies.Heartbeat(self.storage, ids, self.st.heartbeat["interval"]):
+                for m in members:
+                    if m.plan is None:
+                        self.finish(m, None, label, start_ms, open_)
+                prune = self.st.pruner["name"] != "none"
+
+                def callbacks(idx: list[int]) -> list[Callback]:
+                    group = [ok[i] for i in idx]
+                    return [Reporter(group, self.st.metric, int(self.st.pruner["interval"]), prune,
+                                     lambda m, r: self.finish(m, r, label, start_ms, open_), self.timing)]
+
+                t0 = time.perf_counter()
+                outer = {k: self.timing[k] for k in ("optuna", "mlflow")}
+                try:
+                    population.train([m.plan for m in ok], callbacks)  # type: ignore[misc]
+                except SweepError:
+                    raise
+                except Exception as e:  # a bug or an unforeseen numerical fault: these trials fail, the sweep goes on
+                    reason = f"training raised {type(e).__name__}: {e}"
+                    for m in ok:
+                        if m.trial.number in open_:
+                            m.error = reason
+                            self.finish(m, None, label, start_ms, open_)
+                inside = sum(self.timing[k] - outer[k] for k in outer)
+                self.timing["train"] += time.perf_counter() - t0 - inside
+        finally:
+            # interrupted: the members not yet recorded go back to WAITING, to be re-run by the next ask
+            studies.put_back(self.storage, sid, sorted(open_))
+
+    def finish(self, m: Member, result: ReplicaResult | None, label: str, start_ms: int, open_: set[int]) -> None:
+        """Record one member: its MLflow child run, then its Optuna trial's end (never half of it)."""
+        with deferred():
+            t0 = time.perf_counter()
+            state, value, reason = self.outcome(m, result)
+            run_id = self.log_child(m, result, state, reason, label, start_ms)
+            t1 = time.perf_counter()
+            attrs: dict[str, Any] = {"mlflow_run_id": run_id, "population": label}
+            if result is not None:
+                attrs["epochs"] = result.epochs
+            if result is not None and result.final:
+                attrs["metrics"] = {k: v for k, v in result.final.items() if math.isfinite(v)}
+            if reason:
+                attrs["failure_reason"] = reason
+            m.trial.set_user_attr("nnexp", attrs)
+            self.study.tell(m.trial, value if state == TrialState.COMPLETE else None, state=state,
+                            skip_if_finished=True)
+            open_.discard(m.trial.number)
+            self.timing["mlflow"] += t1 - t0
+            self.timing["optuna"] += time.perf_counter() - t1
+        self.done += 1
+        self.failures_in_row = self.failures_in_row + 1 if state == TrialState.FAIL else 0
+        if self.failures_in_row >= self.st.max_failures_in_row:
+            raise SweepError(f"{self.failures_in_row} trials failed in a row (sweep.max_failures_in_row = "
+                             f"{self.st.max_failures_in_row}); the last: {reason}")
+
+    def outcome(self, m: Member, result: ReplicaResult | None) -> tuple[TrialState, float | None, str]:
+        if result is None:
+            return TrialState.FAIL, None, m.error
+        if result.status == DIVERGED:
+            return TrialState.FAIL, None, result.reason
+        if result.status == PRUNED:
+            return TrialState.PRUNED, None, ""
+        assert result.status in (COMPLETED, STOPPED)
+        value = result.final.get(self.st.metric, math.nan)
+        if not math.isfinite(value):
+            return TrialState.FAIL, None, f"the objective {self.st.metric} is undefined ({value})"
+        return TrialState.COMPLETE, value, ""
+
+    def log_child(self, m: Member, result: ReplicaResult | None, state: TrialState, reason: str, label: str,
+                  start_ms: int) -> str:
+        n = m.trial.number
+        tags: dict[str, Any] = {"nnexp.kind": "trial", "nnexp.trial_number": n, "nnexp.trial_state": state.name,
+                "nnexp.population": label, "optuna.study": self.study.study_name}
+        if m.baseline:
+            tags["nnexp.baseline"] = "true"
+        if reason:
+            tags["nnexp.failure_reason"] = reason[:5000]
+        if result is not None:
+            tags["nnexp.status"] = result.status
+        run_id = self.tracker.start(f"trial-{n:04d}", {k: str(v) for k, v in tags.items()}, parent=self.parent_run,
+                                    start_time=start_ms)
+        params = flat_params(m.cfg) if m.cfg is not None else {}
+        params.update({f"sampled.{k}": str(v) for k, v in m.values.items()})
+        params["trial_number"] = str(n)
+        points = []
+        if result is not None:
+            curves = thin(result.curves, self.st.curves, self.st.curve_points)
+            points = curve_metrics(curves)
+            if result.final and m.plan is not None:
+                points += final_points(result, m.plan.spec, curves)[1]
+        self.tracker.log(run_id, params=params, metrics=points)
+        self.tracker.end(run_id, "FAILED" if state == TrialState.FAIL else "FINISHED")
+        return run_id
+
+
+def thin(curves: Mapping[str, np.ndarray], names: Sequence[str], points: int) -> dict[str, dict[int, float]]:
+    """The named curves at about `points` evenly spaced epochs, always including the last."""
+    out: dict[str, dict[int, float]] = {}
+    for k in names:
+        if k not in curves or not len(curves[k]):
+            continue
+        arr = curves[k]
+        step = max(1, math.ceil(len(arr) / points))
+        epochs = sorted({*range(step - 1, len(arr), step), len(arr) - 1})
+        out[k] = {e: float(arr[e]) for e in epochs}
+    return out

@@ -1,0 +1,200 @@
+"""Running a sweep: check the search space, open (or resume) the study and its MLflow parent run, run
+this process's worker and any extra worker processes, finish what dead workers left, then report.
+
+    run(cfg, overrides)                   # `make sweep`: the coordinator
+    run(cfg, overrides, worker_index=i)   # `make sweep-worker` / a spawned process: trials only
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig, OmegaConf
+
+from nnexp import space
+from nnexp import study as studies
+from nnexp.config import compose, flat_params, mapping, project_root
+from nnexp.errors import ConfigError
+from nnexp.sweep import Configs, Settings, SweepError, Worker, make_pruner, make_sampler, settings
+from nnexp.tracking import Tracker
+
+SCRIPT = project_root() / "experiments" / "sweep.py"
+
+
+def base_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides that shape every trial's config (all but the sweep's own settings)."""
+    return [o for o in overrides if not o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == "sweep"]
+
+
+def check_space(st: Settings, configs: Configs, choices: dict[str, str]) -> dict[str, Any]:
+    """Build the baseline and a trial at every end of every range and every choice, so that a bad
+    space fails before any trial, naming the parameter. Returns the baseline's values."""
+    base_cfg = configs.group_config(())
+    baseline = space.baseline_values(st.space, base_cfg, choices)
+    by_name = {p.name: p for p in st.space}
+
+    def build(values: dict[str, Any], p: space.Param | None, v: Any) -> Any:
+        try:
+            return configs.plan(configs.config(values))
+        except ConfigError as e:
+            if p is None or e.field.startswith("sweep."):
+                raise
+            raise ConfigError(f"sweep.space.{p.name}", v, f"gives an invalid {p.path} ({e})") from None
+        except Exception as e:  # Hydra: an option that is not in the group
+            if p is None or not p.group:
+                raise
+            from nnexp.cli import group_options
+
+            raise ConfigError(f"sweep.space.{p.name}.choices", v, f"no such option in conf/{p.path}/; options: "
+                              f"{', '.join(group_options(p.path))}") from e
+
+    plan = build(baseline, None, None)
+    if st.metric.startswith("val") and len(plan.data.x_val) == 0:
+        raise ConfigError("sweep.metric", st.metric, "needs a validation split (data.val_fraction > 0)")
+    for p in st.space:
+        for v in space.bounds(p):
+            values = {**baseline, **{k: allowed[0] for k, allowed in p.when.items()}, p.name: v}
+            values = {k: x for k, x in values.items() if by_name[k].active(values)}
+            build(values, p, v)
+    return baseline
+
+
+def fingerprint_parts(cfg: DictConfig, base_cfg: DictConfig, st: Settings) -> dict[str, Any]:
+    """What makes trials comparable: the search space, the base config and the objective."""
+    sp = {k: v for k, v in mapping(cfg.sweep.space).items() if v is not None}
+    return {**flat_params(OmegaConf.create({"space": sp})), **flat_params(base_cfg), "objective": st.metric}
+
+
+class Sweep:
+    """One process's view of a sweep: settings, study, tracking, and its worker."""
+
+    def __init__(self, cfg: DictConfig, overrides: Sequence[str], worker_index: int | None = None) -> None:
+        self.cfg, self.overrides = cfg, list(overrides)
+        self.coordinator = worker_index is None
+        st = self.st = settings(cfg)
+        base = base_overrides(overrides)
+        choices = dict(compose(base, hydra_node=True).hydra.runtime.choices)
+        self.configs = Configs(base, st.space)
+        self.baseline = check_space(st, self.configs, choices)
+        self.base_cfg = self.configs.group_config(())
+        self.storage = studies.open_storage(st.storage)
+        index = worker_index or 0
+        self.study, self.resumed = studies.open_study(
+            self.storage, st.study_name, fingerprint_parts(cfg, self.base_cfg, st), create=self.coordinator,
+            direction=st.direction, sampler=make_sampler(st, index), pruner=make_pruner(st), baseline=self.baseline)
+        self.tracker = Tracker(cfg.tracking.uri, st.experiment)
+        self.parent = self.open_parent() if self.coordinator else self.find_parent()
+        self.worker = Worker(st, self.configs, self.storage, self.study, self.tracker, self.parent, index)
+
+    def settings_tags(self) -> dict[str, str]:
+        st = self.st
+        return {"sweep.n_trials": str(st.n_trials), "sweep.population": str(st.population),
+                "sweep.workers": str(st.workers), "sweep.sampler": f"{st.sampler['name']} (seed {st.seed})",
+                "sweep.pruner": st.pruner["name"], "optuna.storage": studies.describe(st.storage),
+                "optuna.study": st.study_name, "sweep.metric": f"{st.metric} ({st.direction})"}
+
+    def open_parent(self) -> str:
+        """The sweep's MLflow parent run: reopened when resuming, else created (its id kept in the study)."""
+        client = self.tracker.client
+        rid = self.study.user_attrs.get("nnexp.parent_run_id")
+        if rid:
+            try:
+                if client.get_run(rid).info.experiment_id == self.tracker.experiment_id:
+                    client.update_run(rid, status="RUNNING")
+                    self.tracker.log(rid, tags=self.settings_tags())
+                    return rid
+            except MlflowException:
+                pass  # the study is resumed against another tracking store: start a parent run there
+        rid = self.tracker.start(f"sweep-{self.st.study_name}", {"nnexp.kind": "sweep", **self.settings_tags()})
+        sp = {k: v for k, v in mapping(self.cfg.sweep.space).items() if v is not None}
+        self.tracker.log(rid, params={**flat_params(self.base_cfg),
+                                      **flat_params(OmegaConf.create({"space": sp}))})
+        text = OmegaConf.to_yaml(OmegaConf.create({"sweep": mapping(self.cfg.sweep), **mapping(self.base_cfg)}))
+        self.tracker.log_text(rid, text, "sweep.yaml")
+        self.study.set_user_attr("nnexp.parent_run_id", rid)
+        return rid
+
+    def find_parent(self) -> str:
+        rid = str(self.study.user_attrs.get("nnexp.parent_run_id"))
+        try:
+            self.tracker.client.get_run(rid)
+        except (MlflowException, TypeError):
+            raise ConfigError("tracking.uri", self.tracker.uri, f"the sweep's parent run {rid} is not in this tracking "
+                              "store; point MLFLOW_TRACKING_URI at the store the sweep records to") from None
+        return rid
+
+    def unfinished(self) -> dict[str, int]:
+        c = studies.counts(self.study, self.st.n_trials)
+        c["NOT_ASKED"] = self.st.n_trials - sum(c.values())
+        return c
+
+    def finish_leftovers(self, poll: float = 1.0) -> None:
+        """Run what is left of the budget: trials put back by interrupted or dead workers, trials not
+        asked yet; wait for trials other live workers (other machines) are still running."""
+        while True:
+            studies.reclaim_stale(self.storage, self.study, self.st.heartbeat["grace"])
+            c = self.unfinished()
+            if c["WAITING"] or c["NOT_ASKED"]:
+                self.worker.run()
+            elif c["RUNNING"]:
+                time.sleep(poll)
+            else:
+                return
+
+
+def spawn_workers(n: int, overrides: Sequence[str]) -> list[subprocess.Popen]:
+    """n worker processes sharing the study (threads would not help NumPy on arrays this small)."""
+    env = {**os.environ, "CI": os.environ.get("CI", "1")}  # workers stay quiet; the coordinator reports
+    return [subprocess.Popen([sys.executable, str(SCRIPT), f"--worker={i}", *overrides], env=env)
+            for i in range(1, n + 1)]
+
+
+def stop_workers(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def run(cfg: DictConfig, overrides: Sequence[str], worker_index: int | None = None,
+        on_population: Callable[[Worker], None] | None = None):
+    """A whole sweep (coordinator) or one worker's share of it. Returns the coordinator's summary."""
+    from nnexp.sweep_report import summarize
+
+    sw = Sweep(cfg, overrides, worker_index)
+    sw.worker.on_population = on_population
+    if not sw.coordinator:
+        sw.worker.run()
+        return None
+    procs = spawn_workers(sw.st.workers - 1, overrides) if sw.st.workers > 1 else []
+    status, reason = "KILLED", "interrupted"
+    try:
+        sw.worker.run()
+        for p in procs:
+            p.wait()
+        sw.finish_leftovers()
+        summary = summarize(sw)
+        status = "FINISHED"
+        return summary
+    except SweepError as e:
+        status, reason = "FAILED", str(e)
+        raise
+    except Exception as e:
+        status, reason = "FAILED", f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        stop_workers(procs)
+        if status != "FINISHED":
+            sw.tracker.log(sw.parent, tags={"nnexp.failure_reason": reason[:5000]})
+        sw.tracker.end(sw.parent, status)

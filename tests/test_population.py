@@ -1,0 +1,75 @@
+"""Populations: plans grouped by structure, trained together, each member equal to its plan alone."""
+
+import numpy as np
+import pytest
+from test_train import assert_same_run
+
+from nnexp import config, population, train
+
+EPOCHS = 25
+
+
+@pytest.fixture(scope="module")
+def data():
+    return config.build_plan(config.compose()).data
+
+
+def plan(data, *overrides):
+    return config.build_plan(config.compose([f"trainer.epochs={EPOCHS}", *overrides]), data=data)
+
+
+def test_members_equal_their_plans_trained_alone(data):
+    plans = [plan(data), plan(data, "optimizer.lr=0.3", "optimizer.momentum=0.5", "seed=3"),
+             plan(data, "schedule.decay_rate=0.9", "schedule.decay_steps=5", "optimizer.l2=0.001"),
+             plan(data, "optimizer.momentum=0.0", "optimizer.l1=0.0001", "seed=9")]
+    assert population.groups(plans) == [[0, 1, 2, 3]]
+    together = population.train(plans)
+    for member, p in zip(together, plans, strict=True):
+        assert_same_run(member, p.fit()[0])
+
+
+def test_dropout_rates_and_adam_settings_vary_per_member(data):
+    plans = [plan(data, "model.dropout=0.1", "optimizer=adam"),
+             plan(data, "model.dropout=0.3", "optimizer=adam", "optimizer.beta1=0.8", "optimizer.lr=0.003")]
+    assert population.groups(plans) == [[0, 1]]
+    for member, p in zip(population.train(plans), plans, strict=True):
+        assert_same_run(member, p.fit()[0])
+
+
+def test_mixed_architectures_and_batch_sizes_form_the_right_groups(data):
+    plans = [plan(data), plan(data, "model=mlp_4_8_6_4_1"), plan(data, "trainer.batch_size=64"),
+             plan(data, "optimizer.lr=0.2"), plan(data, "model=mlp_4_8_6_4_1", "optimizer.lr=0.05"),
+             plan(data, "model=mlp_4_8_6_4_1", "trainer.batch_size=64"), plan(data, "optimizer=adam"),
+             plan(data, "model.hidden_activation=tanh"), plan(data, "model.dropout=0.2"),
+             plan(data, "schedule=constant"), plan(data, "trainer.batch_size=64", "seed=4")]
+    assert population.groups(plans) == [[0, 3], [1, 4], [2, 10], [5], [6], [7], [8], [9]]
+    together = population.train(plans)
+    for i in (4, 5, 10):
+        assert_same_run(together[i], plans[i].fit()[0])
+
+
+class PruneMember(train.Callback):
+    def __init__(self, replica, epoch):
+        self.replica, self.epoch = replica, epoch
+
+    def on_epoch_end(self, epoch, replicas, metrics):
+        return [self.replica] if epoch == self.epoch else None
+
+
+def test_a_pruned_member_leaves_the_others_unchanged(data):
+    plans = [plan(data, f"optimizer.lr={lr}") for lr in (0.05, 0.1, 0.2)]
+    res = population.train(plans, lambda members: [PruneMember(1, 6)])
+    assert res[1].status == "pruned" and res[1].epochs == 7
+    for i in (0, 2):
+        assert_same_run(res[i], plans[i].fit()[0])
+
+
+def test_a_diverging_member_fails_alone(data):
+    base = ["model.output_activation=identity", "schedule=constant"]
+    plans = [plan(data, *base, "optimizer.lr=0.05"), plan(data, *base, "optimizer.lr=500"),
+             plan(data, *base, "optimizer.lr=0.02")]
+    res = population.train(plans)
+    assert res[1].status == "diverged" and res[1].final == {}
+    assert [res[0].status, res[2].status] == ["completed", "completed"]
+    assert_same_run(res[2], plans[2].fit()[0])
+    assert np.isfinite(res[0].final["val_r2"])

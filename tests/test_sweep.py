@@ -1,0 +1,244 @@
+"""`make sweep`: trials in Optuna and MLflow, the baseline, pruning, failures, resume, workers, bad configs."""
+
+import collections
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from conftest import ROOT, run_script
+from mlflow import MlflowClient
+
+from nnexp import sweep_run
+from nnexp.cli import with_default_group
+from nnexp.config import compose
+from nnexp.errors import ConfigError
+from nnexp.study import open_storage
+
+FINAL = ("COMPLETE", "PRUNED", "FAIL")
+
+
+def args_for(tmp_path, *extra, name="t", n=8, population=4, epochs=20):
+    return [f"sweep.study_name={name}", f"sweep.storage=journal:{tmp_path / 'optuna.log'}",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"sweep.n_trials={n}",
+            f"sweep.population={population}", f"trainer.epochs={epochs}", "sweep.confirm_seeds=[1,2,3]",
+            "sweep.sampler.n_startup_trials=4", *extra]
+
+
+def run_sweep(args):
+    args = with_default_group(args, "sweep", "default")
+    return sweep_run.run(compose(args), args)
+
+
+def load(tmp_path, name="t"):
+    return optuna.load_study(study_name=name, storage=open_storage(f"journal:{tmp_path / 'optuna.log'}"))
+
+
+def runs(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("nnexp-sweep")
+    return client, (client.search_runs([exp.experiment_id], max_results=5000) if exp else [])
+
+
+def trial_runs(tmp_path):
+    client, rs = runs(tmp_path)
+    return client, [r for r in rs if r.data.tags.get("nnexp.kind") == "trial"]
+
+
+def assert_complete_and_unique(tmp_path, n, name="t"):
+    """Exactly n trials in final states, one child run per trial, nothing RUNNING anywhere."""
+    study = load(tmp_path, name)
+    states = collections.Counter(t.state.name for t in study.trials if t.number < n)
+    assert sum(states[s] for s in FINAL) == n and not states["RUNNING"], states
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    client, trials = trial_runs(tmp_path)
+    numbers = sorted(int(r.data.tags["nnexp.trial_number"]) for r in trials)
+    assert numbers == list(range(n)), numbers
+    _, everything = runs(tmp_path)
+    assert not [r for r in everything if r.info.status == "RUNNING"]
+    return study, trials
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    args = args_for(tmp, "sweep.pruner.n_warmup_steps=4", "sweep.pruner.interval=4",
+                    "sweep.pruner.n_startup_trials=2", n=12, population=4, epochs=24)
+    return tmp, run_sweep(args)
+
+
+def test_a_sweep_records_a_parent_and_one_child_per_trial(small):
+    tmp, summary = small
+    study, trials = assert_complete_and_unique(tmp, 12)
+    client, everything = runs(tmp)
+    parent = [r for r in everything if r.data.tags.get("nnexp.kind") == "sweep"]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    p = parent[0]
+    assert all(r.data.tags["mlflow.parentRunId"] == p.info.run_id for r in trials)
+    by_number = {t.number: t for t in study.trials}
+    for r in trials:
+        t = by_number[int(r.data.tags["nnexp.trial_number"])]
+        assert r.data.tags["nnexp.trial_state"] == t.state.name
+        assert r.info.status == ("FAILED" if t.state.name == "FAIL" else "FINISHED")
+        assert r.data.params["trial_number"] == str(t.number)
+        for k, v in t.params.items():
+            assert r.data.params[f"sampled.{k}"] == str(v)
+        if t.state.name == "COMPLETE":
+            assert r.data.metrics["val_r2"] == t.value and "test_r2" in r.data.metrics
+    assert p.data.metrics["trials_complete"] + p.data.metrics["trials_pruned"] + p.data.metrics["trials_failed"] == 12
+    plots = {a.path for a in client.list_artifacts(p.info.run_id, "plots")}
+    assert {"plots/optimization_history.png", "plots/slice.png", "plots/best_vs_baseline.png",
+            "plots/confirmation_curves.png"} <= plots
+    assert {a.path for a in client.list_artifacts(p.info.run_id)} >= {"sweep.yaml", "summary.txt"}
+
+
+def test_the_best_value_is_the_best_child_runs_metric_and_the_baseline_is_trial_0(small):
+    tmp, summary = small
+    study = load(tmp)
+    _, trials = trial_runs(tmp)
+    complete = [r for r in trials if r.data.tags["nnexp.trial_state"] == "COMPLETE"]
+    assert study.best_value == max(r.data.metrics["val_r2"] for r in complete)
+    base = study.trials[0]
+    assert base.user_attrs["nnexp.baseline"] and base.params == {
+        "lr": 0.1, "momentum": 0.9, "decay_rate": 0.5, "decay_steps": 100, "batch_size": 32, "model": "mlp_4_6_4_1"}
+    c = summary.confirmation
+    assert len(c["best_values"]) == 3 and c["diff"].lo <= c["diff"].mean <= c["diff"].hi
+    assert c["verdict"] in ("real", "within noise", "reversed")
+    assert "best trial" in summary.text and "Confirmation on seeds [1, 2, 3]" in summary.text
+
+
+def test_pruned_trials_keep_their_partial_curves(small):
+    tmp, _ = small
+    study = load(tmp)
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned, "the small sweep is set up to prune"
+    client, trials = trial_runs(tmp)
+    run = next(r for r in trials if r.data.tags["nnexp.trial_number"] == str(pruned[0].number))
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_mse")]
+    assert steps and max(steps) < 23 and max(steps) == max(pruned[0].intermediate_values)
+
+
+def test_a_seeded_sweep_is_reproducible_with_one_worker(tmp_path):
+    for name in ("a", "b"):
+        run_sweep(args_for(tmp_path, "sweep.confirm_seeds=[]", name=name, n=10, population=3, epochs=10))
+    a, b = load(tmp_path, "a"), load(tmp_path, "b")
+    assert [(t.params, t.value) for t in a.trials] == [(t.params, t.value) for t in b.trials]
+
+
+def test_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(tmp_path):
+    run_sweep(args_for(tmp_path, "model.output_activation=identity", "schedule=constant", "~sweep.space.decay_rate",
+                       "~sweep.space.decay_steps", "sweep.space.lr.low=0.05", "sweep.space.lr.high=5000",
+                       "sweep.sampler.name=random", "sweep.confirm_seeds=[]", n=10, population=5))
+    study, trials = assert_complete_and_unique(tmp_path, 10)
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert failed and len(failed) < 10
+    assert all("diverged" in t.user_attrs["nnexp"]["failure_reason"] for t in failed)
+    bad = [r for r in trials if r.data.tags["nnexp.trial_state"] == "FAIL"]
+    assert all(r.info.status == "FAILED" and "diverged" in r.data.tags["nnexp.failure_reason"] for r in bad)
+
+
+def test_too_many_failures_in_a_row_stop_the_sweep(tmp_path):
+    from nnexp.sweep import SweepError
+
+    with pytest.raises(SweepError, match="failed in a row"):
+        run_sweep(args_for(tmp_path, "model.output_activation=identity", "schedule=constant",
+                           "~sweep.space.decay_rate", "~sweep.space.decay_steps", "sweep.space.lr.low=0.05",
+                           "sweep.space.lr.high=5000", "sweep.sampler.name=random",
+                           "sweep.max_failures_in_row=2", "optimizer.lr=1000", n=10, population=1))
+    _, everything = runs(tmp_path)
+    assert not [r for r in everything if r.info.status == "RUNNING"]
+    parent = next(r for r in everything if r.data.tags.get("nnexp.kind") == "sweep")
+    assert parent.info.status == "FAILED" and "failed in a row" in parent.data.tags["nnexp.failure_reason"]
+
+
+def test_a_changed_search_space_refuses_to_resume(tmp_path):
+    run_sweep(args_for(tmp_path, "sweep.confirm_seeds=[]", n=4, epochs=5))
+    with pytest.raises(ConfigError, match=r"space.lr.high: 1.0 -> 2.0.*sweep.study_name=t-2"):
+        run_sweep(args_for(tmp_path, "sweep.confirm_seeds=[]", "sweep.space.lr.high=2.0", n=4, epochs=5))
+    with pytest.raises(ConfigError, match=r"trainer.epochs: 5 -> 6"):
+        run_sweep(args_for(tmp_path, "sweep.confirm_seeds=[]", n=4, epochs=6))
+    # a larger budget is not a change of the space: the study grows to it
+    run_sweep(args_for(tmp_path, "sweep.confirm_seeds=[]", n=6, epochs=5))
+    assert_complete_and_unique(tmp_path, 6)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("sweep.space.lr.low=2.0", r"sweep.space.lr.high = 1.0 is not valid: expected a range with low < high"),
+     ("sweep.space.batch_size.choices=[]", r"sweep.space.batch_size.choices = \[\] is not valid"),
+     ("sweep.space.lr.path=optimizer.lrr", r"sweep.space.lr.path = 'optimizer.lrr' is not valid: no such setting"),
+     ("sweep.space.model.choices=[mlp_4_6_4_1,mlp_9]", r"sweep.space.model.choices = 'mlp_9' .*options: mlp_2_2_1"),
+     ("sweep.space.momentum.high=1.5", r"sweep.space.momentum = 1.5 .*optimizer.momentum"),
+     ("sweep.space.lr.low=0.5", r"the baseline's optimizer.lr = 0.1 must lie in the space"),
+     ("sweep.metric=test_r2", r"sweep.metric = 'test_r2' is not valid: the test split is for reporting only"),
+     ("sweep.space.lr.type=floaty", r"sweep.space.lr.type = 'floaty' .*Did you mean 'float'"),
+     ("sweep.n_trials=0", r"sweep.n_trials = 0 is not valid"),
+     ("schedule=constant", r"sweep.space.decay_rate.path = 'schedule.decay_rate' is not valid: no such setting"),
+     ("+sweep.space.momentum.when={optimizer:[adam]}", r"'optimizer' is not a categorical parameter")],
+)
+def test_bad_sweep_configs_fail_before_any_trial(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run_sweep(args_for(tmp_path, override))
+    assert not (tmp_path / "optuna.log").exists() or not optuna.get_all_study_summaries(
+        open_storage(f"journal:{tmp_path / 'optuna.log'}"))
+    assert runs(tmp_path)[1] == []
+
+
+def test_the_cli_reports_a_bad_sweep_in_one_paragraph(tmp_path):
+    out = run_script("sweep.py", *args_for(tmp_path, "sweep.space.lr.low=-1"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "sweep.space.lr.low = -1" in out.stderr and "log-scale range needs low > 0" in out.stderr
+
+
+def wait_for(predicate, timeout=120.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def completed(tmp_path, name="t"):
+    try:
+        return sum(t.state.name in FINAL for t in load(tmp_path, name).trials)
+    except KeyError:
+        return 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_population_sweep_resumes_to_exactly_n_trials(tmp_path, sig):
+    args = args_for(tmp_path, "sweep.confirm_seeds=[]", n=24, population=4, epochs=150)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "sweep.py"), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: completed(tmp_path) >= 5), proc.communicate()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again" in err
+    study = load(tmp_path)
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    assert 5 <= completed(tmp_path) < 24
+    _, everything = runs(tmp_path)
+    assert not [r for r in everything if r.info.status == "RUNNING"]
+    assert next(r for r in everything if r.data.tags.get("nnexp.kind") == "sweep").info.status == "KILLED"
+    run_sweep(args)
+    assert_complete_and_unique(tmp_path, 24)
+    _, everything = runs(tmp_path)
+    parents = [r for r in everything if r.data.tags.get("nnexp.kind") == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_the_study_without_losing_or_duplicating_trials(tmp_path):
+    out = run_script("sweep.py", *args_for(tmp_path, "sweep.workers=2", "sweep.confirm_seeds=[]", n=40,
+                                           population=2, epochs=150))
+    assert out.returncode == 0, out.stderr
+    study, trials = assert_complete_and_unique(tmp_path, 40)
+    pids = {r.data.tags["nnexp.population"].split(":")[1] for r in trials}
+    assert len(pids) == 2, "both workers trained trials"
+    assert not math.isnan(study.best_value)
