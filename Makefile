@@ -11,7 +11,8 @@ HOST   ?= 127.0.0.1
 STORE  := sqlite:///$(CURDIR)/mlflow.db
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint bench train sweep sweep-worker ui clean
+STUDY  ?= seed_claims
+.PHONY: help setup test lint bench train sweep sweep-worker ablation ablation-check ui clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +41,12 @@ sweep: $(READY) ## the default Optuna sweep against the baseline (WORKERS=2 for 
 
 sweep-worker: $(READY) ## join a running sweep from any machine (same ARGS, shared sweep.storage and MLFLOW_TRACKING_URI)
 	$(BIN)/python experiments/sweep.py --worker $(ARGS)
+
+ablation: $(READY) ## the seed's claims tested on 10 seeds each (conf/ablation/); report in experiments/<study>/
+	$(BIN)/python experiments/ablation.py $(ARGS)
+
+ablation-check: $(READY) ## re-run a recorded study and diff its numbers against its report (STUDY=seed_claims)
+	$(BIN)/python experiments/ablation.py --check ablation=$(STUDY) $(ARGS)
 
 ui: $(READY) ## MLflow UI on the project's store, bound to 127.0.0.1 (PORT=5000 by default)
 	@echo "MLflow UI: http://$(HOST):$(PORT)  (store: $(STORE); Ctrl-C to stop)"

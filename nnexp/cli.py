@@ -131,3 +131,21 @@ def run_sweep(argv: Sequence[str]) -> None:
     if summary is not None:
         print(summary.text)
         print(f"\nparent run {summary.parent_run} in MLflow experiment of the sweep; browse with `make ui`")
+
+
+def run_ablation(argv: Sequence[str]) -> None:
+    """`make ablation` / `make ablation-check` (argv holds --check and Hydra overrides)."""
+    check = "--check" in argv
+    args = with_default_group([a for a in argv if a != "--check"], "ablation", "seed_claims")
+    precheck_overrides(args)
+
+    def go():
+        from nnexp.ablation_report import AblationMismatch, main
+        from nnexp.config import compose
+
+        try:
+            return main(compose(args), args, check=check)
+        except AblationMismatch as e:
+            fail(f"ablation-check failed: {e}", code=1)
+
+    print(guarded(go, "nothing was recorded (the study's parent run, if started, is KILLED)"))

@@ -72,27 +72,30 @@ def compare_steps(runs: Mapping[str, tuple[Sequence[int], Sequence[float]]], pat
     return _save(fig, path)
 
 
-def bands(groups: Mapping[str, Array], path: Path, ylabel: str, log: bool = True) -> Path:
+def bands(groups: Mapping[str, Array | Sequence[Array]], path: Path, ylabel: str, log: bool = True) -> Path:
     """Mean curve with a band (min..max over seeds) per group; each value is an (n_seeds, n_epochs) array."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, arr in groups.items():
+    colors = plt.get_cmap("tab20" if len(groups) > 10 else "tab10").colors  # type: ignore[attr-defined]
+    for i, (name, arr) in enumerate(groups.items()):
         arr = np.asarray(arr, dtype=float)
         x = np.arange(arr.shape[1])
-        ax.plot(x, np.nanmean(arr, axis=0), label=name, lw=1.2)
-        ax.fill_between(x, np.nanmin(arr, axis=0), np.nanmax(arr, axis=0), alpha=0.15)
+        c = colors[i % len(colors)]
+        ax.plot(x, np.nanmean(arr, axis=0), label=name, lw=1.2, color=c)
+        ax.fill_between(x, np.nanmin(arr, axis=0), np.nanmax(arr, axis=0), alpha=0.12, color=c)
     ax.set(yscale="log" if log else "linear", xlabel="epoch", ylabel=ylabel)
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
 
 
-def effects(names: Sequence[str], diffs: Array, lo: Array, hi: Array, path: Path, xlabel: str) -> Path:
+def effects(names: Sequence[str], diffs: Sequence[float], lo: Sequence[float], hi: Sequence[float], path: Path,
+            xlabel: str) -> Path:
     """Horizontal error bars: each variant's difference from the baseline with its CI."""
-    diffs, lo, hi = (np.asarray(a, dtype=float) for a in (diffs, lo, hi))
+    d, low, high = (np.asarray(a, dtype=float) for a in (diffs, lo, hi))
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
     y = np.arange(len(names))
-    ax.errorbar(diffs, y, xerr=[diffs - lo, hi - diffs], fmt="o", capsize=3)
+    ax.errorbar(d, y, xerr=[d - low, high - d], fmt="o", capsize=3)
     ax.axvline(0, color="k", lw=1)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set(xlabel=xlabel)
-    return _save(fig, path)
+    return _save(fig, path, left=0.26, bottom=0.12, top=0.97)

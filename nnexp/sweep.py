@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnexp import population, space
 from nnexp import study as studies
-from nnexp.config import Plan, build_plan, compose, flat_params, mapping
+from nnexp.config import ConfigCache, Plan, flat_params, mapping
 from nnexp.errors import ConfigError, choice
 from nnexp.interrupts import deferred
 from nnexp.tracking import Tracker, curve_metrics, final_points
@@ -58,6 +58,7 @@ class Settings:
     curves: list[str]
     curve_points: int
     heartbeat: dict
+    timeout: float | None = None
     space: list[space.Param] = field(default_factory=list)
 
     @property
@@ -105,6 +106,9 @@ def settings(cfg: DictConfig) -> Settings:
     for k in ("interval", "grace"):
         if isinstance(hb.get(k), bool) or not isinstance(hb.get(k), (int, float)) or hb[k] <= 0:
             raise ConfigError(f"sweep.heartbeat.{k}", hb.get(k), "expected a number of seconds > 0")
+    timeout = s.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ConfigError("sweep.timeout", timeout, "expected a number of seconds > 0, or null for no limit")
     if hb["grace"] <= 2 * hb["interval"]:
         raise ConfigError("sweep.heartbeat.grace", hb["grace"], "expected more than twice sweep.heartbeat.interval")
     return Settings(
@@ -113,7 +117,7 @@ def settings(cfg: DictConfig) -> Settings:
         direction=direction, storage=s.get("storage"), experiment=str(s.experiment), seed=_int(s, "sweep.seed", 0),
         sampler=sampler, pruner=pruner, max_failures_in_row=_int(s, "sweep.max_failures_in_row"),
         confirm_seeds=seeds, curves=curves, curve_points=_int(s, "sweep.curve_points"), heartbeat=hb,
-        space=space.parse(s.get("space")),
+        timeout=timeout, space=space.parse(s.get("space")),
     )
 
 
@@ -136,29 +140,19 @@ def make_pruner(st: Settings) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-class Configs:
+class Configs(ConfigCache):
     """Trial configs: the base overrides plus a trial's group choices, composed once per distinct
     choice (Hydra compose costs ~50 ms), then the sampled values set on a copy (~1 ms)."""
 
     def __init__(self, base_overrides: Sequence[str], params: Sequence[space.Param]) -> None:
-        self.base, self.params = list(base_overrides), list(params)
-        self.composed: dict[tuple[str, ...], DictConfig] = {}
-        self.data: dict[str, Any] = {}
+        super().__init__(base_overrides)
+        self.params = list(params)
 
     def group_config(self, groups: tuple[str, ...]) -> DictConfig:
-        if groups not in self.composed:
-            self.composed[groups] = compose([*self.base, *groups])
-        return self.composed[groups]
+        return self.composed(groups)
 
     def config(self, values: Mapping[str, Any]) -> DictConfig:
         return space.apply_values(self.group_config(space.group_overrides(self.params, values)), self.params, values)
-
-    def plan(self, cfg: DictConfig) -> Plan:
-        """A validated plan of `cfg`; datasets are loaded once per data config."""
-        key = OmegaConf.to_yaml(cfg.data, resolve=True)
-        plan = build_plan(cfg, data=self.data.get(key))
-        self.data[key] = plan.data
-        return plan
 
 
 @dataclass
@@ -210,6 +204,7 @@ class Worker:
     parent_run: str
     index: int = 0
     on_population: Any = None  # called after each population with the worker
+    deadline: float | None = None  # time.monotonic() after which no new population is asked
     failures_in_row: int = 0
     done: int = 0
     populations: int = 0
@@ -217,7 +212,7 @@ class Worker:
                                                                 "config": 0.0})
 
     def run(self) -> None:
-        while True:
+        while not self.out_of_time():
             studies.reclaim_stale(self.storage, self.study, self.st.heartbeat["grace"])
             members = self.ask()
             if not members:
@@ -226,6 +221,9 @@ class Worker:
             self.populations += 1
             if self.on_population:
                 self.on_population(self)
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
 
     def ask(self) -> list[Member]:
         """Up to P trials of the budget, each with its config built and validated."""

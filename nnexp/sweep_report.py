@@ -97,7 +97,7 @@ def optuna_plots(study: optuna.Study, out: Path) -> list[Path]:
                      ("param_importances", ov.plot_param_importances),
                      ("parallel_coordinate", ov.plot_parallel_coordinate), ("slice", ov.plot_slice)):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), plt.rc_context():  # Optuna sets the ggplot style globally
                 warnings.simplefilter("ignore")
                 ax = fn(study)
                 fig: Any = (ax.flat[0] if hasattr(ax, "flat") else ax).figure

@@ -92,6 +92,8 @@ class Sweep:
         self.tracker = Tracker(cfg.tracking.uri, st.experiment)
         self.parent = self.open_parent() if self.coordinator else self.find_parent()
         self.worker = Worker(st, self.configs, self.storage, self.study, self.tracker, self.parent, index)
+        if st.timeout:
+            self.worker.deadline = time.monotonic() + st.timeout
 
     def settings_tags(self) -> dict[str, str]:
         st = self.st
@@ -138,7 +140,7 @@ class Sweep:
     def finish_leftovers(self, poll: float = 1.0) -> None:
         """Run what is left of the budget: trials put back by interrupted or dead workers, trials not
         asked yet; wait for trials other live workers (other machines) are still running."""
-        while True:
+        while not self.worker.out_of_time():
             studies.reclaim_stale(self.storage, self.study, self.st.heartbeat["grace"])
             c = self.unfinished()
             if c["WAITING"] or c["NOT_ASKED"]:

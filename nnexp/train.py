@@ -25,6 +25,7 @@ from nnexp.schedules import Schedule
 Array = np.ndarray
 SPLITS = ("train", "val", "test")
 COMPLETED, STOPPED, DIVERGED, PRUNED = "completed", "early_stopped", "diverged", "pruned"
+EXPLODED = 1e6  # a training MSE above this is divergence: targets are scaled to [0, 1], so a sane MSE is < 1
 
 
 class Callback:
@@ -202,13 +203,15 @@ def fit(
         for k, v in metrics.items():
             curves[k][epoch, active] = v
         curves["lr"][epoch, active] = lr
-        finite = np.isfinite(net.flat).all(axis=1) & np.isfinite(metrics["train_mse"])
+        # NaN/inf, or a loss no sane run reaches on targets scaled to [0, 1]: the weights have blown up
+        finite = np.isfinite(net.flat).all(axis=1) & (metrics["train_mse"] <= EXPLODED)
         done = np.zeros(len(active), dtype=bool)
         if not finite.all():
             bad = np.flatnonzero(~finite)
             for k in names:
                 curves[k][epoch, active[bad]] = np.nan
-            finish(bad, DIVERGED, f"training diverged at epoch {epoch}: loss or weights became NaN/infinite", epoch)
+            finish(bad, DIVERGED, f"training diverged at epoch {epoch}: loss or weights became NaN/infinite "
+                   f"(or the training MSE exceeded {EXPLODED:g})", epoch)
             done[bad] = True
         watch = metrics.get("val_mse", metrics["train_mse"])
         improved = finite & (watch < best[active])

@@ -1,0 +1,123 @@
+"""`make ablation`: declarative studies, paired statistics, MLflow runs, the report, reproducibility."""
+
+import json
+import math
+
+import pytest
+from conftest import run_script
+from mlflow import MlflowClient
+
+from nnexp import ablation, ablation_report
+from nnexp.ablation_report import AblationMismatch
+from nnexp.cli import with_default_group
+from nnexp.config import compose
+from nnexp.errors import ConfigError
+
+
+def args_for(tmp_path, *extra):
+    return ["ablation=quick", "ablation.seeds=[0,1,2]", "ablation.baseline=['trainer.epochs=25']",
+            f"ablation.report_dir={tmp_path / 'report'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            "ablation.force=true", *extra]
+
+
+def run(args, check=False):
+    args = with_default_group(args, "ablation", "seed_claims")
+    return ablation_report.main(compose(args), args, check=check)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ablation")
+    text = run(args_for(tmp))
+    return tmp, text, json.loads((tmp / "report" / "results.json").read_text())
+
+
+def test_a_study_writes_its_report_beside_its_numbers(study):
+    tmp, text, results = study
+    names = {p.name for p in (tmp / "report").iterdir()}
+    assert {"REPORT.md", "results.json", "configs.yaml", "effects.csv", "effects.md", "effects.png",
+            "curves.png"} <= names
+    report = (tmp / "report" / "REPORT.md").read_text()
+    assert "git commit" in report and "numpy" in report and "hydra-core" in report and "datasets" in report
+    assert "## The seed's claims, checked" in report and "Momentum: faster convergence" in report
+    assert list(results["variants"]) == ["baseline", "no_momentum", "deeper"]
+    assert results["seeds"] == [0, 1, 2] and len(results["variants"]["deeper"]["values"]["test_r2"]) == 3
+    assert "no_momentum" in text and "REPORT.md" in text
+
+
+def test_the_report_numbers_are_the_mlflow_metrics(study):
+    tmp, _, results = study
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("nnexp-ablation")
+    runs = client.search_runs([exp.experiment_id])
+    parent = [r for r in runs if r.data.tags.get("nnexp.kind") == "ablation"]
+    children = {r.data.tags["ablation.variant"]: r for r in runs if r.data.tags.get("nnexp.kind") == "ablation_variant"}
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED" and set(children) == set(results["variants"])
+    for name, child in children.items():
+        assert child.data.tags["mlflow.parentRunId"] == parent[0].info.run_id
+        for metric, values in results["variants"][name]["values"].items():
+            hist = sorted(client.get_metric_history(child.info.run_id, f"seed.{metric}"), key=lambda m: m.step)
+            assert [m.step for m in hist] == [0, 1, 2] and [m.value for m in hist] == values, (name, metric)
+        mean = sum(results["variants"][name]["values"]["test_r2"]) / 3
+        assert child.data.metrics["test_r2"] == pytest.approx(mean, rel=1e-12)
+    artifacts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
+    assert {"REPORT.md", "effects.csv", "effects.md", "results.json"} <= artifacts
+    assert {a.path for a in client.list_artifacts(parent[0].info.run_id, "plots")} >= {"plots/effects.png"}
+
+
+def test_running_twice_gives_identical_numbers_and_the_check_passes(study):
+    tmp, _, results = study
+    text = run(args_for(tmp), check=True)
+    assert "reproduced exactly" in text
+    tampered = json.loads((tmp / "report" / "results.json").read_text())
+    tampered["variants"]["deeper"]["values"]["test_r2"][1] += 1e-9
+    (tmp / "report" / "results.json").write_text(json.dumps(tampered))
+    try:
+        with pytest.raises(AblationMismatch, match=r"deeper test_r2 seed 1"):
+            run(args_for(tmp), check=True)
+    finally:
+        (tmp / "report" / "results.json").write_text(json.dumps(results))
+
+
+def test_a_variant_diverging_on_some_seeds_is_counted_not_averaged(tmp_path):
+    cfg = compose(with_default_group(args_for(tmp_path, "+ablation.variants.hot=['model.output_activation=identity',"
+                                              "'optimizer.lr=1.9','schedule=constant']",
+                                              "ablation.seeds=[0,1,2,3,4,5]"), "ablation", "seed_claims"))
+    study = ablation.parse(cfg)
+    from nnexp.config import ConfigCache
+
+    ablation.prepare(study, ConfigCache([]))
+    out = ablation.run(study)
+    rows = {r.variant: r for r in ablation.analyse(study, out)}
+    hot = rows["hot"]
+    assert 0 < hot.diverged < 6, out.status["hot"]
+    assert math.isfinite(hot.summary["test_r2"].mean) and hot.summary["test_r2"].n == 6 - hot.diverged
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("ablation.seeds=[0]", r"ablation.seeds = \[0\] is not valid: confidence intervals and paired tests need"),
+     ("ablation.variants.deeper.overrides=['model=mlp_9']", r"ablation.variants.deeper .*mlp_9"),
+     ("ablation.variants.deeper.overrides=['optimizer.lrr=0.1']", r"ablation.variants.deeper .*optimizer.lrr"),
+     ("ablation.variants.deeper.overrides=['optimizer.momentum=1.5']",
+      r"ablation.variants.deeper .*optimizer.momentum = 1.5 is not valid"),
+     ("ablation.variants.no_momentum.metric=accuracy", r"ablation.variants.no_momentum.metric = 'accuracy'"),
+     ("ablation.variants.deeper.expect=sideways", r"ablation.variants.deeper.expect = 'sideways'")],
+)
+def test_bad_studies_fail_before_training_naming_the_variant(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run(args_for(tmp_path, override))
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_dirty_tree_is_refused_unless_forced(tmp_path, monkeypatch):
+    import nnexp.tracking
+
+    monkeypatch.setattr(nnexp.tracking, "provenance", lambda: {"git_dirty": "true"})
+    with pytest.raises(ConfigError, match="uncommitted changes"):
+        run(args_for(tmp_path, "ablation.force=false"))
+
+
+def test_the_cli_reports_a_bad_study_in_one_paragraph(tmp_path):
+    out = run_script("ablation.py", *args_for(tmp_path, "ablation.seeds=[3]"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "at least 2" in out.stderr
