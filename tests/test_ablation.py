@@ -121,3 +121,10 @@ def test_a_dirty_tree_is_refused_unless_forced(tmp_path, monkeypatch):
 def test_the_cli_reports_a_bad_study_in_one_paragraph(tmp_path):
     out = run_script("ablation.py", *args_for(tmp_path, "ablation.seeds=[3]"))
     assert out.returncode == 2 and "Traceback" not in out.stderr and "at least 2" in out.stderr
+
+
+@pytest.mark.slow
+def test_the_committed_seed_claims_report_reproduces_exactly():
+    out = run_script("ablation.py", "--check", "ablation=seed_claims", timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "reproduced exactly" in out.stdout
