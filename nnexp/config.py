@@ -99,6 +99,7 @@ class Plan:
     patience: int | None
     seeds: list[int]
     dropout: Value = None
+    eval_every: int = 1  # evaluate after every k-th epoch (and the last); sweeps thin their curves anyway
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,7 +122,7 @@ class Plan:
         net = self.network()
         return fit(net, self.make_optimizer(net), self.make_schedule(), self.data, epochs=self.epochs,
                    batch_size=self.batch_size, shuffle_seeds=self.seeds, patience=self.patience,
-                   callbacks=callbacks)
+                   callbacks=callbacks, eval_every=self.eval_every)
 
     def with_seeds(self, seeds: Sequence[int]) -> Plan:
         return replace(self, seeds=[int(s) for s in seeds])
@@ -150,6 +151,7 @@ class ConfigCache:
         self.base = list(base_overrides)
         self._composed: dict[tuple[str, ...], DictConfig] = {}
         self._data: dict[str, Dataset] = {}
+        self._specs: dict[str, MLPSpec] = {}
 
     def composed(self, extra: Sequence[str] = ()) -> DictConfig:
         key = tuple(extra)
@@ -159,16 +161,17 @@ class ConfigCache:
 
     def plan(self, cfg: DictConfig) -> Plan:
         """A validated plan of `cfg` (one replica, seed cfg.seed)."""
-        key = OmegaConf.to_yaml(cfg.data, resolve=True)
-        plan = build_plan(cfg, data=self._data.get(key))
-        self._data[key] = plan.data
+        key, model = OmegaConf.to_yaml(cfg.data, resolve=True), OmegaConf.to_yaml(cfg.model, resolve=True)
+        plan = build_plan(cfg, data=self._data.get(key), spec=self._specs.get(model))
+        self._data[key], self._specs[model] = plan.data, plan.spec
         return plan
 
 
-def build_plan(cfg: DictConfig, data: Dataset | None = None) -> Plan:
+def build_plan(cfg: DictConfig, data: Dataset | None = None, spec: MLPSpec | None = None) -> Plan:
     """Validate `cfg` and turn it into a Plan (one replica, seed `cfg.seed`).
 
-    `data` skips loading the dataset again when the caller already has it for this `cfg.data`."""
+    `data` and `spec` skip building them again when the caller already has them for this `cfg.data`
+    and `cfg.model`."""
     seed = _number(cfg, "seed", lambda v: v >= 0, "expected an integer seed >= 0", integer=True)
     opt = cfg.optimizer
     name = choice("optimizer.name", opt.get("name"), optim.OPTIMIZERS)
@@ -204,7 +207,7 @@ def build_plan(cfg: DictConfig, data: Dataset | None = None) -> Plan:
     if patience is not None:
         patience = _number(cfg, "trainer.early_stopping_patience", lambda v: v >= 1,
                            "expected an integer >= 1, or null to train every epoch", integer=True)
-    spec = _instantiate(cfg.model, "model")
+    spec = spec or _instantiate(cfg.model, "model")
     if data is None:
         data = _instantiate(cfg.data, "data")
     if spec.sizes[0] != data.n_features:

@@ -94,19 +94,23 @@ class Dense(Layer):
 
 
 class Activation(Layer):
-    """a = f(z) elementwise; backward multiplies by f'(z), written in terms of a."""
+    """a = f(z) elementwise; backward multiplies by f'(z), written in terms of a.
 
-    def __init__(self, name: str, alpha: float = 0.01, field: str = "activation") -> None:
+    `inplace=True` overwrites its input in forward and its dout in backward: for a network whose
+    layers hand over arrays nobody else holds (a Dense output, a fresh gradient)."""
+
+    def __init__(self, name: str, alpha: float = 0.01, field: str = "activation", inplace: bool = False) -> None:
         super().__init__()
         self.act = acts.get(name, alpha=alpha, field=field)
+        self.inplace = inplace
         self.a: Array = np.empty(0)
 
     def forward(self, x: Array, train: bool = False) -> Array:
-        self.a = self.act.fn(x)
+        self.a = self.act.fn_(x) if self.inplace else self.act.fn(x)
         return self.a
 
     def backward(self, dout: Array, need_dx: bool = True) -> Array:
-        return dout * self.act.grad(self.a)
+        return self.act.backward_(dout, self.a) if self.inplace else dout * self.act.grad(self.a)
 
 
 class Dropout(Layer):

@@ -63,11 +63,11 @@ class MLPSpec:
         for i, (a, b) in enumerate(pairs):
             out.append(Dense(a, b, self.init))
             if i == len(pairs) - 1:
-                out.append(Activation(self.output_activation, self.leaky_relu_alpha, "model.output_activation"))
+                out.append(Activation(self.output_activation, self.leaky_relu_alpha, "model.output_activation", True))
                 break
             if self.batch_norm:
                 out.append(BatchNorm(b))
-            out.append(Activation(self.hidden_activation, self.leaky_relu_alpha, "model.hidden_activation"))
+            out.append(Activation(self.hidden_activation, self.leaky_relu_alpha, "model.hidden_activation", True))
             if np.any(np.asarray(rate) > 0):
                 out.append(Dropout(rate))
         return out

@@ -35,6 +35,7 @@ def structure(plan: Plan) -> tuple:
         plan.epochs,
         plan.batch_size,
         plan.patience,
+        plan.eval_every,
     )
 
 

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,7 @@ class Settings:
     pruner: dict
     max_failures_in_row: int
     confirm_seeds: list[int]
+    eval_every: int
     curves: list[str]
     curve_points: int
     heartbeat: dict
@@ -95,6 +96,10 @@ def settings(cfg: DictConfig) -> Settings:
         _int(pruner.get(k, 0), f"sweep.pruner.{k}", 0)
     for k in ("interval", "min_resource", "reduction_factor"):
         _int(pruner.get(k, 2), f"sweep.pruner.{k}", 2 if k == "reduction_factor" else 1)
+    eval_every = _int(s, "sweep.eval_every")
+    if pruner["name"] != "none" and pruner["interval"] % eval_every:
+        raise ConfigError("sweep.pruner.interval", pruner["interval"], f"expected a multiple of sweep.eval_every "
+                          f"({eval_every}): trials report to the pruner when they are evaluated")
     seeds = list(s.get("confirm_seeds") or [])
     valid = all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds)
     if seeds and (len(seeds) < 2 or len(set(seeds)) != len(seeds) or not valid):
@@ -116,8 +121,8 @@ def settings(cfg: DictConfig) -> Settings:
         population=_int(s, "sweep.population"), workers=_int(s, "sweep.workers"), metric=metric,
         direction=direction, storage=s.get("storage"), experiment=str(s.experiment), seed=_int(s, "sweep.seed", 0),
         sampler=sampler, pruner=pruner, max_failures_in_row=_int(s, "sweep.max_failures_in_row"),
-        confirm_seeds=seeds, curves=curves, curve_points=_int(s, "sweep.curve_points"), heartbeat=hb,
-        timeout=timeout, space=space.parse(s.get("space")),
+        confirm_seeds=seeds, eval_every=eval_every, curves=curves, curve_points=_int(s, "sweep.curve_points"),
+        heartbeat=hb, timeout=timeout, space=space.parse(s.get("space")),
     )
 
 
@@ -247,7 +252,7 @@ class Worker:
                 m = members[-1]
                 try:
                     m.cfg = self.configs.config(m.values)
-                    m.plan = self.configs.plan(m.cfg)
+                    m.plan = replace(self.configs.plan(m.cfg), eval_every=self.st.eval_every)
                 except ConfigError as e:
                     m.error = f"invalid trial config: {e}"
                 self.timing["config"] += time.perf_counter() - t1
@@ -360,13 +365,16 @@ class Worker:
 
 
 def thin(curves: Mapping[str, np.ndarray], names: Sequence[str], points: int) -> dict[str, dict[int, float]]:
-    """The named curves at about `points` evenly spaced epochs, always including the last."""
+    """The named curves at about `points` of their evaluated (finite) epochs, always including the last."""
     out: dict[str, dict[int, float]] = {}
     for k in names:
-        if k not in curves or not len(curves[k]):
+        arr = curves.get(k)
+        if arr is None:
             continue
-        arr = curves[k]
-        step = max(1, math.ceil(len(arr) / points))
-        epochs = sorted({*range(step - 1, len(arr), step), len(arr) - 1})
-        out[k] = {e: float(arr[e]) for e in epochs}
+        epochs = np.flatnonzero(np.isfinite(arr))
+        if not len(epochs):
+            continue
+        step = max(1, math.ceil(len(epochs) / points))
+        keep = sorted({*epochs[step - 1 :: step].tolist(), int(epochs[-1])})
+        out[k] = {e: float(arr[e]) for e in keep}
     return out

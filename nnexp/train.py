@@ -127,16 +127,21 @@ def fit(
     shuffle_seeds: Sequence[int] | Array,
     patience: int | None = None,
     callbacks: Sequence[Callback] = (),
+    eval_every: int = 1,
 ) -> FitResult:
     """Train every replica of `net` for up to `epochs` epochs of mini-batches of `batch_size` rows.
 
     Each replica shuffles with its own seed's shuffle stream; `schedule(epoch)` gives the learning rate
     of every replica. With `patience`, a replica stops when its validation MSE has not improved for
     that many epochs and returns its best weights. Returns one `ReplicaResult` per replica.
+
+    `eval_every` = k evaluates (curves, early stopping, callbacks) after every k-th epoch and the last
+    one only; the curves hold NaN in between. Weights are checked for NaN/inf after every epoch.
     """
     _check("trainer.epochs", epochs, int(epochs) == epochs and epochs >= 1, "expected an integer >= 1")
     _check("trainer.batch_size", batch_size, int(batch_size) == batch_size and batch_size >= 1,
            "expected an integer >= 1")
+    _check("eval_every", eval_every, int(eval_every) == eval_every and eval_every >= 1, "expected an integer >= 1")
     if patience is not None:
         _check("trainer.early_stopping_patience", patience, int(patience) == patience and patience >= 1,
                "expected an integer >= 1, or null to train every epoch")
@@ -179,6 +184,45 @@ def fit(
             for cb in callbacks:
                 cb.on_replica_end(r, res)
 
+    def evaluated(epoch: int, lr: Array) -> Array:
+        """Evaluate the active replicas after `epoch`: curves, divergence, early stopping, callbacks.
+        Returns the mask of rows that are done."""
+        metrics = evaluate(net)
+        for k, v in metrics.items():
+            curves[k][epoch, active] = v
+        # NaN/inf, or a loss no sane run reaches on targets scaled to [0, 1]: the weights have blown up
+        finite = np.isfinite(net.flat).all(axis=1) & (metrics["train_mse"] <= EXPLODED)
+        done = np.zeros(len(active), dtype=bool)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            for k in names:
+                curves[k][epoch, active[bad]] = np.nan
+            finish(bad, DIVERGED, f"training diverged at epoch {epoch}: loss or weights became NaN/infinite "
+                   f"(or the training MSE exceeded {EXPLODED:g})", epoch)
+            done[bad] = True
+        watch = metrics.get("val_mse", metrics["train_mse"])
+        improved = finite & (watch < best[active])
+        best[active[improved]] = watch[improved]
+        best_epoch[active[improved]] = epoch
+        wait[active] = np.where(improved, 0, wait[active] + eval_every)
+        if patience is not None:
+            for i in np.flatnonzero(improved):
+                best_state[int(active[i])] = net.state(int(i))
+            stop = ~done & (wait[active] >= patience)
+            if stop.any():
+                finish(np.flatnonzero(stop), STOPPED,
+                       f"validation loss did not improve for {patience} epochs", epoch)
+                done |= stop
+        for cb in callbacks:
+            if (~done).any():
+                live = {k: v[~done] for k, v in metrics.items()} | {"lr": lr[~done]}
+                pruned = set(cb.on_epoch_end(epoch, active[~done], live) or ())
+                rows = np.flatnonzero(~done & np.isin(active, list(pruned)))
+                if len(rows):
+                    finish(rows, PRUNED, f"pruned at epoch {epoch}", epoch)
+                    done[rows] = True
+        return done
+
     for epoch in range(epochs):
         lr = np.broadcast_to(schedule(epoch), (R,))[active]
         lr_col = lr.reshape(-1, 1)
@@ -199,41 +243,16 @@ def fit(
             net.backward(losses.mse_grad(net.forward(xb, train=True), yb))
             updates, state = optimizer.update(net.grad, state, net.flat, lr_col)
             net.flat -= updates
-        metrics = evaluate(net)
-        for k, v in metrics.items():
-            curves[k][epoch, active] = v
         curves["lr"][epoch, active] = lr
-        # NaN/inf, or a loss no sane run reaches on targets scaled to [0, 1]: the weights have blown up
-        finite = np.isfinite(net.flat).all(axis=1) & (metrics["train_mse"] <= EXPLODED)
         done = np.zeros(len(active), dtype=bool)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            for k in names:
-                curves[k][epoch, active[bad]] = np.nan
-            finish(bad, DIVERGED, f"training diverged at epoch {epoch}: loss or weights became NaN/infinite "
-                   f"(or the training MSE exceeded {EXPLODED:g})", epoch)
-            done[bad] = True
-        watch = metrics.get("val_mse", metrics["train_mse"])
-        improved = finite & (watch < best[active])
-        best[active[improved]] = watch[improved]
-        best_epoch[active[improved]] = epoch
-        wait[active] = np.where(improved, 0, wait[active] + 1)
-        if patience is not None:
-            for i in np.flatnonzero(improved):
-                best_state[int(active[i])] = net.state(int(i))
-            stop = ~done & (wait[active] >= patience)
-            if stop.any():
-                finish(np.flatnonzero(stop), STOPPED,
-                       f"validation loss did not improve for {patience} epochs", epoch)
-                done |= stop
-        for cb in callbacks:
-            if (~done).any():
-                live = {k: v[~done] for k, v in metrics.items()} | {"lr": lr[~done]}
-                pruned = set(cb.on_epoch_end(epoch, active[~done], live) or ())
-                rows = np.flatnonzero(~done & np.isin(active, list(pruned)))
-                if len(rows):
-                    finish(rows, PRUNED, f"pruned at epoch {epoch}", epoch)
-                    done[rows] = True
+        if (epoch + 1) % eval_every and epoch + 1 < epochs:  # not evaluated: only look for NaN/inf weights
+            finite = np.isfinite(net.flat).all(axis=1)
+            if not finite.all():
+                done = np.logical_not(finite)
+                finish(np.flatnonzero(done), DIVERGED,
+                       f"training diverged at epoch {epoch}: the weights became NaN/infinite", epoch)
+        else:
+            done = evaluated(epoch, lr)
         if done.all():
             active = active[:0]
             break

@@ -136,3 +136,13 @@ def test_whole_network_against_mse(spec, R):
 
     net.backward(losses.mse_grad(net.forward(x, True), y))
     assert rel_err(net.grad, numeric_grad(f, net.flat)) < TOL
+
+
+@pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
+def test_in_place_activations_give_the_same_bits(name):
+    rng = np.random.default_rng(2)
+    z, dout = rng.standard_normal((3, 4, 5)), rng.standard_normal((3, 4, 5))
+    out_of_place, in_place = Activation(name, alpha=0.05), Activation(name, alpha=0.05, inplace=True)
+    a = out_of_place.forward(z.copy())
+    np.testing.assert_array_equal(in_place.forward(z.copy()), a)
+    np.testing.assert_array_equal(in_place.backward(dout.copy()), out_of_place.backward(dout.copy()))

@@ -25,7 +25,7 @@ def args_for(tmp_path, *extra, name="t", n=8, population=4, epochs=20):
     return [f"sweep.study_name={name}", f"sweep.storage=journal:{tmp_path / 'optuna.log'}",
             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"sweep.n_trials={n}",
             f"sweep.population={population}", f"trainer.epochs={epochs}", "sweep.confirm_seeds=[1,2,3]",
-            "sweep.sampler.n_startup_trials=4", *extra]
+            "sweep.sampler.n_startup_trials=4", "sweep.eval_every=2", *extra]
 
 
 def run_sweep(args):
@@ -119,6 +119,7 @@ def test_pruned_trials_keep_their_partial_curves(small):
     run = next(r for r in trials if r.data.tags["nnexp.trial_number"] == str(pruned[0].number))
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_mse")]
     assert steps and max(steps) < 23 and max(steps) == max(pruned[0].intermediate_values)
+    assert all(s % 2 == 1 for s in steps), "a trial is evaluated after every sweep.eval_every-th epoch"
 
 
 def test_a_seeded_sweep_is_reproducible_with_one_worker(tmp_path):
@@ -176,6 +177,7 @@ def test_a_changed_search_space_refuses_to_resume(tmp_path):
      ("sweep.metric=test_r2", r"sweep.metric = 'test_r2' is not valid: the test split is for reporting only"),
      ("sweep.space.lr.type=floaty", r"sweep.space.lr.type = 'floaty' .*Did you mean 'float'"),
      ("sweep.n_trials=0", r"sweep.n_trials = 0 is not valid"),
+     ("sweep.pruner.interval=5", r"sweep.pruner.interval = 5 is not valid: expected a multiple of sweep.eval_every"),
      ("schedule=constant", r"sweep.space.decay_rate.path = 'schedule.decay_rate' is not valid: no such setting"),
      ("+sweep.space.momentum.when={optimizer:[adam]}", r"'optimizer' is not a categorical parameter")],
 )

@@ -175,3 +175,20 @@ def test_batch_sizes_from_one_to_full(seed_data):
 def test_bad_training_settings_name_the_field(seed_data, kwargs, field):
     with pytest.raises(ConfigError, match=field):
         fit(BASELINE, seed_data, 0, **kwargs)
+
+
+def test_evaluating_every_kth_epoch_changes_no_weight(seed_data):
+    every = fit(BASELINE, seed_data, [3, 4], epochs=25, eval_every=10)
+    full = fit(BASELINE, seed_data, [3, 4], epochs=25)
+    for a, b in zip(every, full, strict=True):
+        evaluated = [9, 19, 24]  # every 10th epoch and the last
+        assert np.flatnonzero(np.isfinite(a.curves["val_mse"])).tolist() == evaluated
+        np.testing.assert_array_equal(a.curves["val_mse"][evaluated], b.curves["val_mse"][evaluated])
+        assert a.final == b.final and a.epochs == b.epochs == 25
+        np.testing.assert_array_equal(a.state["params"], b.state["params"])
+
+
+def test_divergence_between_evaluations_is_caught_at_once(seed_data):
+    spec = model.MLPSpec(output_activation="identity")
+    r = fit(spec, seed_data, [0], epochs=40, eval_every=20, schedule=schedules.constant(500.0))[0]
+    assert r.status == "diverged" and r.epochs < 20 and r.final == {}
