@@ -31,7 +31,6 @@ from optuna.trial import TrialState
 
 from nnexp.config import project_root
 from nnexp.errors import ConfigError
-from nnexp.interrupts import quiet_thread
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -147,7 +146,6 @@ class Heartbeat:
         self.thread = threading.Thread(target=self._run, daemon=True, name="nnexp-heartbeat")
 
     def _run(self) -> None:
-        quiet_thread()
         while not self.stop.wait(self.interval):
             for tid in list(self.trial_ids):
                 try:

@@ -1,0 +1,48 @@
+"""Ctrl-C / SIGTERM never cut a record in half: inside `deferred()` they wait for the block's end."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from nnexp.interrupts import deferred, sigterm_interrupts
+
+
+@pytest.fixture
+def handlers():
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    sigterm_interrupts()
+    yield
+    for s, h in old.items():
+        signal.signal(s, h)
+
+
+@pytest.mark.parametrize(("sig", "reason"), [(signal.SIGINT, ""), (signal.SIGTERM, "SIGTERM")])
+def test_an_interrupt_inside_a_block_is_raised_after_it(handlers, sig, reason):
+    done = []
+    with pytest.raises(KeyboardInterrupt) as info:
+        with deferred():
+            os.kill(os.getpid(), sig)
+            time.sleep(0.05)  # the handler runs here, and only takes note
+            done.append("the whole block ran")
+    assert done == ["the whole block ran"] and str(info.value) == reason
+
+
+def test_a_signal_caught_by_another_thread_still_waits(handlers):
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred():
+            t = threading.Thread(target=lambda: os.kill(os.getpid(), signal.SIGINT))
+            t.start()
+            t.join()
+            time.sleep(0.05)
+            done.append(1)
+    assert done == [1]
+
+
+def test_outside_a_block_an_interrupt_is_immediate(handlers):
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
