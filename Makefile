@@ -8,11 +8,16 @@ ARGS   ?=
 PORT   ?= 5000
 WORKERS ?= 1
 HOST   ?= 127.0.0.1
-STORE  := sqlite:///$(CURDIR)/mlflow.db
+STORE  ?= sqlite:///$(CURDIR)/mlflow.db
+ARTIFACTS ?= $(CURDIR)/mlartifacts
+SERVER_DIR ?= $(CURDIR)/server
+SERVER_PORT ?= 5001
+# mlflow ui/server: no background job runner (nnexp runs no MLflow jobs), no telemetry from offline machines
+MLFLOW_ENV := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true
 
 .DEFAULT_GOAL := help
 STUDY  ?= seed_claims
-.PHONY: help setup test lint bench train sweep sweep-worker ablation ablation-check ui clean
+.PHONY: help setup test lint bench train sweep sweep-worker ablation ablation-check ui server clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,7 +32,7 @@ $(READY): pyproject.toml
 setup: $(READY) ## create .venv and install nnexp with its dev tools (done by every target on first use)
 
 test: $(READY) ## run the test suite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(READY) ## ruff check (style, imports, bugbear) and mypy on the engine
 	$(BIN)/ruff check .
@@ -50,9 +55,17 @@ ablation-check: $(READY) ## re-run a recorded study and diff its numbers against
 
 ui: $(READY) ## MLflow UI on the project's store, bound to 127.0.0.1 (PORT=5000 by default)
 	@echo "MLflow UI: http://$(HOST):$(PORT)  (store: $(STORE); Ctrl-C to stop)"
-	$(BIN)/mlflow ui --backend-store-uri $(STORE) --default-artifact-root $(CURDIR)/mlartifacts --host $(HOST) --port $(PORT)
+	$(MLFLOW_ENV) $(BIN)/mlflow ui --backend-store-uri $(STORE) --artifacts-destination file://$(ARTIFACTS) \
+	  --host $(HOST) --port $(PORT) --workers 1
 
-bench: $(READY) ## speed figures: engine vs hand-written loop, scikit-learn, PyTorch; replica scaling
+server: $(READY) ## a local MLflow tracking server (127.0.0.1, SERVER_PORT=5001) with its own store in server/, for shared sweeps
+	@mkdir -p $(SERVER_DIR)
+	@$(BIN)/python -c "import sqlite3; sqlite3.connect('$(SERVER_DIR)/mlflow.db').execute('PRAGMA journal_mode=WAL')"
+	@echo "MLflow tracking server: http://$(HOST):$(SERVER_PORT)  (export MLFLOW_TRACKING_URI=http://$(HOST):$(SERVER_PORT); Ctrl-C to stop)"
+	$(MLFLOW_ENV) $(BIN)/mlflow server --backend-store-uri sqlite:///$(SERVER_DIR)/mlflow.db \
+	  --artifacts-destination file://$(SERVER_DIR)/artifacts --host $(HOST) --port $(SERVER_PORT) --workers 2
+
+bench: $(READY) ## speed figures: engine vs references, sweeps by population size and workers, pruning, ablation packing
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python experiments/bench.py $(ARGS)
 
 clean: ## remove caches (keeps .venv and results)

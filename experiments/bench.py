@@ -23,6 +23,7 @@ import warnings
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small arrays: threads only add overhead
 
+import bench_harness  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nnexp import data, model, optim, schedules, train  # noqa: E402
@@ -175,6 +176,7 @@ def section_engine():
 
 
 SECTIONS = {"engine": section_engine}
+SECTIONS.update(bench_harness.SECTIONS)
 
 
 def main(argv: list[str]) -> None:

@@ -55,7 +55,8 @@ def _explain_composition_error(e: Exception, args: Sequence[str]) -> str:
     text = " ".join(str(e).split())
     m = re.search(r"Could not override '([^']+)'", text)
     if not m:
-        return text
+        cause = " ".join(str(e.__cause__).split()) if e.__cause__ else ""
+        return f"{text}: {cause}" if cause and cause not in text else text
     key = m.group(1)
     parent, _, leaf = key.rpartition(".")
     node = OmegaConf.select(compose([a for a in args if not a.startswith(key + "=")]), parent) if parent else None

@@ -19,6 +19,7 @@ import numpy as np
 from nnexp.errors import ConfigError, choice
 
 Array = np.ndarray
+HUGE = 1e150  # larger magnitudes overflow when squared (variance, MSE) in float64
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,12 @@ def load_csv(path: str | Path, target: str, features: list[str] | None = None, t
         raise ConfigError("data.path", str(path),
                           f"line {i + 2}, column {[*features, target][j]!r}: {values[i, j]} (NaN or infinite values "
                           "are not allowed; drop or fill those rows)")
+    huge = np.abs(values) > HUGE
+    if huge.any():
+        i, j = np.argwhere(huge)[0]
+        raise ConfigError("data.path", str(path),
+                          f"line {i + 2}, column {[*features, target][j]!r}: {values[i, j]:g} is too large to scale "
+                          f"(|values| up to {HUGE:g}: their squares must fit a float64; rescale the column)")
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError("data.test_fraction", test_fraction, "expected a fraction in (0, 1)")
     n = len(values)

@@ -72,6 +72,18 @@ def compare_steps(runs: Mapping[str, tuple[Sequence[int], Sequence[float]]], pat
     return _save(fig, path)
 
 
+def steps_over_time(series: Mapping[str, tuple[Array, Array]], path: Path, ylabel: str) -> Path:
+    """Best-so-far curves against wall-clock seconds, one per named series (seconds, values)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, (seconds, values) in series.items():
+        ax.step(seconds, values, where="post", label=name)
+    ax.set(xlabel="wall-clock seconds", ylabel=ylabel)
+    lo = min(float(np.quantile(v, 0.05)) for _, v in series.values() if len(v))
+    ax.set_ylim(lo, None)
+    ax.legend()
+    return _save(fig, path, left=0.13)
+
+
 def bands(groups: Mapping[str, Array | Sequence[Array]], path: Path, ylabel: str, log: bool = True) -> Path:
     """Mean curve with a band (min..max over seeds) per group; each value is an (n_seeds, n_epochs) array."""
     fig, ax = plt.subplots(figsize=(7, 4))

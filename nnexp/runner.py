@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from nnexp import plots
@@ -41,6 +40,9 @@ def log_outcome(tracker: Tracker, run_id: str, plan: Plan, result: ReplicaResult
     logged = {k: dict(enumerate(v)) for k, v in result.curves.items()}  # CurveLogger sent every epoch
     metrics, points = final_points(result, plan.spec, logged)
     tags = {"nnexp.status": result.status}
+    undefined = [s for s in ("train", "val", "test") if f"{s}_mse" in metrics and f"{s}_r2" not in metrics]
+    if undefined:
+        tags["nnexp.r2_undefined"] = f"R² is undefined where the target is constant: {', '.join(undefined)}"
     if result.reason:
         tags["nnexp.stop_reason"] = result.reason
     tracker.log(run_id, metrics=points, tags=tags)
@@ -90,11 +92,19 @@ def summary_text(s: RunSummary) -> str:
     if s.status == "FAILED":
         return f"run {s.run_id} FAILED: {r.reason}\n  tracking store: {s.tracking_uri}"
     m = s.metrics
+
+    def r2(split: str) -> str:
+        if f"{split}_r2" in m:
+            return f"{m[f'{split}_r2']:.4f}"
+        return "undefined" if f"{split}_mse" in m else "-"  # R² of a constant target has no meaning
+
+    def mse(split: str) -> str:
+        return f"{m[f'{split}_mse']:.5f}" if f"{split}_mse" in m else "-"
+
     lines = [
         f"run {s.run_id}: {r.status} after {r.epochs} epochs (best epoch {r.best_epoch}) in {s.seconds:.1f} s",
-        f"  R2   train {m['train_r2']:.4f}   val {m.get('val_r2', np.nan):.4f}   test {m['test_r2']:.4f}",
-        f"  MSE  train {m['train_mse']:.5f}  val {m.get('val_mse', np.nan):.5f}  test {m['test_mse']:.5f}"
-        f"   gap (test - train) {m['gap_mse']:+.5f}",
+        f"  R2   train {r2('train')}   val {r2('val')}   test {r2('test')}",
+        f"  MSE  train {mse('train')}  val {mse('val')}  test {mse('test')}   gap (test - train) {m['gap_mse']:+.5f}",
         f"  tracking store: {s.tracking_uri}  (experiment id {s.experiment_id}; browse with `make ui`)",
     ]
     return "\n".join(lines)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import threading
 import time
 import warnings
@@ -38,6 +40,8 @@ warnings.filterwarnings("ignore", message="The reported value is ignored")  # a 
 
 FINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 HEARTBEAT = "nnexp:heartbeat"
+RECLAIMED = "nnexp:reclaimed"
+WORKER = "nnexp:worker"
 DEFAULT_JOURNAL = "optuna-journal.log"
 
 
@@ -117,11 +121,16 @@ def study_id(storage, study: optuna.Study) -> int:
     return storage.get_study_id_from_name(study.study_name)
 
 
-def put_back(storage, sid: int, numbers: Iterable[int]) -> None:
-    """Return RUNNING trials to WAITING: they keep their parameters and the next `ask` re-runs them."""
+def put_back(storage, sid: int, numbers: Iterable[int], reclaimed: bool = False) -> None:
+    """Return RUNNING trials to WAITING: they keep their parameters and the next `ask` re-runs them.
+
+    `reclaimed` marks trials taken from a worker that died: it may have left a half-written MLflow run,
+    which the re-run replaces."""
     for n in numbers:
         tid = storage.get_trial_id_from_study_id_trial_number(sid, n)
         if storage.get_trial(tid).state == TrialState.RUNNING:
+            if reclaimed:
+                storage.set_trial_system_attr(tid, RECLAIMED, True)
             storage.set_trial_state_values(tid, TrialState.WAITING)
 
 
@@ -133,17 +142,20 @@ def reclaim_stale(storage, study: optuna.Study, grace: float) -> list[int]:
         last = t.system_attrs.get(HEARTBEAT) or (t.datetime_start.timestamp() if t.datetime_start else now)
         if now - float(last) > grace:
             stale.append(t.number)
-    put_back(storage, study_id(storage, study), stale)
+    put_back(storage, study_id(storage, study), stale, reclaimed=True)
     return stale
 
 
 class Heartbeat:
-    """A thread that stamps the given trials every `interval` seconds while a population trains."""
+    """A thread that stamps the given trials every `interval` seconds while a population trains; each
+    trial also names its worker (`nnexp:worker` = host:pid), so a stale one says whose it was."""
 
     def __init__(self, storage, trial_ids: list[int], interval: float) -> None:
         self.storage, self.trial_ids, self.interval = storage, trial_ids, interval
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name="nnexp-heartbeat")
+        for tid in trial_ids:
+            storage.set_trial_system_attr(tid, WORKER, f"{socket.gethostname()}:{os.getpid()}")
 
     def _run(self) -> None:
         while not self.stop.wait(self.interval):

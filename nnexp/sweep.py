@@ -348,6 +348,9 @@ class Worker:
             tags["nnexp.failure_reason"] = reason[:5000]
         if result is not None:
             tags["nnexp.status"] = result.status
+        tid = self.storage.get_trial_id_from_study_id_trial_number(studies.study_id(self.storage, self.study), n)
+        if self.storage.get_trial(tid).system_attrs.get(studies.RECLAIMED):
+            self.drop_leftovers(n)  # its first worker died: a half-written run of it may exist
         run_id = self.tracker.start(f"trial-{n:04d}", {k: str(v) for k, v in tags.items()}, parent=self.parent_run,
                                     start_time=start_ms)
         params = flat_params(m.cfg) if m.cfg is not None else {}
@@ -362,6 +365,15 @@ class Worker:
         self.tracker.log(run_id, params=params, metrics=points)
         self.tracker.end(run_id, "FAILED" if state == TrialState.FAIL else "FINISHED")
         return run_id
+
+
+    def drop_leftovers(self, number: int) -> None:
+        """Delete the runs a dead worker may have left for this trial (the re-run records it whole)."""
+        client = self.tracker.client
+        found = client.search_runs([self.tracker.experiment_id], filter_string=(
+            f"tags.`mlflow.parentRunId` = '{self.parent_run}' and tags.`nnexp.trial_number` = '{number}'"))
+        for run in found:
+            client.delete_run(run.info.run_id)
 
 
 def thin(curves: Mapping[str, np.ndarray], names: Sequence[str], points: int) -> dict[str, dict[int, float]]:

@@ -37,6 +37,7 @@ def check_space(st: Settings, configs: Configs, choices: dict[str, str]) -> dict
     """Build the baseline and a trial at every end of every range and every choice, so that a bad
     space fails before any trial, naming the parameter. Returns the baseline's values."""
     base_cfg = configs.group_config(())
+    configs.plan(base_cfg)  # the base config itself first: its own mistakes get their own message
     baseline = space.baseline_values(st.space, base_cfg, choices)
     by_name = {p.name: p for p in st.space}
 

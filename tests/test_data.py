@@ -81,8 +81,9 @@ def test_csv_loads_scales_and_maps_back(tmp_path):
         ("a,b,price\n" + "1,2\n" * 10, {}, "has 2 cells"),
         ("a,b,price\n" + "1,2,3\n" * 10, {"target": "cost"}, "data.target.*columns: a, b, price"),
         ("a,b,price\n" + "1,2,3\n" * 10, {"features": ["a", "zz"]}, "data.features"),
+        ("a,b,price\n" + "1,2,3\n" * 5 + "1,2,1e200\n" + "1,2,3\n" * 5, {}, "1e.200 is too large to scale"),
     ],
-    ids=["missing", "empty", "one_row", "non_numeric", "nan", "ragged", "wrong_target", "wrong_feature"],
+    ids=["missing", "empty", "one_row", "non_numeric", "nan", "ragged", "wrong_target", "wrong_feature", "huge"],
 )
 def test_csv_errors_name_the_problem(tmp_path, text, kwargs, message):
     path = tmp_path / "missing.csv" if text is None else write(tmp_path, text)

@@ -2,10 +2,12 @@
 
 import collections
 import math
+import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import optuna
 import pytest
@@ -244,3 +246,21 @@ def test_two_worker_processes_share_the_study_without_losing_or_duplicating_tria
     pids = {r.data.tags["nnexp.population"].split(":")[1] for r in trials}
     assert len(pids) == 2, "both workers trained trials"
     assert not math.isnan(study.best_value)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("NNEXP_TEST_POSTGRES_URL"),
+                    reason="no PostgreSQL server (.ci/run starts one where the machine has or can install it)")
+def test_two_workers_share_a_postgresql_storage(tmp_path):
+    url = os.environ["NNEXP_TEST_POSTGRES_URL"]
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    args = [a for a in args_for(tmp_path, "sweep.workers=2", "sweep.confirm_seeds=[]", name=name, n=16, population=2,
+                                epochs=80) if not a.startswith("sweep.storage=")]
+    out = run_script("sweep.py", *args, f"sweep.storage={url}")
+    assert out.returncode == 0, out.stderr
+    study = optuna.load_study(study_name=name, storage=url)
+    assert sorted(t.number for t in study.trials if t.state.name in FINAL) == list(range(16))
+    _, trials = trial_runs(tmp_path)
+    assert sorted(int(r.data.tags["nnexp.trial_number"]) for r in trials) == list(range(16))
+    assert next(r for r in runs(tmp_path)[1] if r.data.tags.get("nnexp.kind") == "sweep").data.tags[
+        "optuna.storage"].startswith("postgresql+psycopg://nnexp:***@")

@@ -1,0 +1,180 @@
+"""`make bench` sections for the harness: sweep throughput by population size and workers, where a
+trial's time goes, pruning, best value against wall time, and the ablation study's replica packing.
+
+Every figure is measured in this run, on fresh temporary stores (the best-against-time sweeps also
+land in the project's MLflow store, experiment nnexp-bench, with the comparison plot on a parent run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nnexp import ablation, plots, population
+from nnexp import sweep_run as sr
+from nnexp.cli import with_default_group
+from nnexp.config import ConfigCache, compose, project_root
+
+DEFAULT_P = 64
+TRIALS = {1: 128, 4: 128, 16: 256, 64: 384}
+BUDGET = float(os.environ.get("BENCH_BUDGET", "60"))  # seconds for the best-against-time comparison
+
+
+def sweep_args(tmp: Path, *extra: str) -> list[str]:
+    return with_default_group([f"sweep.storage=journal:{tmp / 'optuna.log'}", f"tracking.uri=sqlite:///{tmp / 'm.db'}",
+                               "sweep.confirm_seeds=[]", *extra], "sweep", "default")
+
+
+def steady_rate(study) -> float:
+    """Trials per minute once every worker has started: from the latest first-trial start of any
+    worker to the last trial's end (process start-up is not a sweep's steady cost)."""
+    trials = [t for t in study.trials if t.datetime_complete is not None]
+    workers: dict[str, dt.datetime] = {}
+    for t in trials:
+        w = ":".join(t.user_attrs.get("nnexp", {}).get("population", "?:?").split(":")[:2])
+        workers[w] = min(workers.get(w, t.datetime_start), t.datetime_start)
+    start = max(workers.values())
+    end = max(t.datetime_complete for t in trials)
+    done = [t for t in trials if t.datetime_complete > start]
+    return 60.0 * len(done) / (end - start).total_seconds()
+
+
+def one_sweep(population_size: int, workers: int, n: int, *extra: str):
+    """Trials per minute and, with one worker, seconds per trial by kind; returns (rate, timing, facts)."""
+    with tempfile.TemporaryDirectory() as d:
+        args = sweep_args(Path(d), f"sweep.population={population_size}", f"sweep.n_trials={n}",
+                          f"sweep.workers={workers}", *extra)
+        sw = sr.Sweep(compose(args), args)
+        procs = sr.spawn_workers(workers - 1, args) if workers > 1 else []
+        t0 = time.perf_counter()
+        sw.worker.run()
+        for p in procs:
+            p.wait()
+        sw.finish_leftovers()
+        wall = time.perf_counter() - t0
+        sw.tracker.end(sw.parent)
+        timing = {k: v / n for k, v in sw.worker.timing.items()} | {"wall": wall / n}
+        trials = sw.study.trials
+        facts = {"best": sw.study.best_value, "pruned": sum(t.state.name == "PRUNED" for t in trials),
+                 "epochs": sum(t.user_attrs.get("nnexp", {}).get("epochs", 0) for t in trials)}
+        return steady_rate(sw.study), timing, facts
+
+
+def section_sweep() -> None:
+    print("== sweep: the default sweep's space (300-epoch trials, median pruning, evaluated every 10 epochs) ==")
+    print(f" {'P':>3} {'workers':>7} {'trials':>6} {'trials/min':>10} {'vs P=1':>7} {'train-only/min':>14} "
+          f"{'vs P=1':>7}   ms per trial: train  Hydra  Optuna  MLflow  outside training")
+    base: dict[int, float] = {}
+    base_train = 0.0
+    results = {}
+    for workers in (1, 2):
+        for p, n in TRIALS.items():
+            rate, timing, _ = one_sweep(p, workers, n)
+            results[(p, workers)] = (rate, timing)
+            base.setdefault(workers, rate)
+            line = f" {p:>3} {workers:>7} {n:>6} {rate:>10.0f} {rate / base[workers]:>6.1f}x"
+            if workers == 1:
+                train_rate = 60.0 / timing["train"]
+                base_train = base_train or train_rate
+                outside = 1.0 - timing["train"] / timing["wall"]
+                line += (f" {train_rate:>14.0f} {train_rate / base_train:>6.1f}x   {1e3 * timing['train']:>17.1f} "
+                         f"{1e3 * timing['config']:>6.1f} {1e3 * timing['optuna']:>7.1f} {1e3 * timing['mlflow']:>7.1f}"
+                         f"  {outside:>6.0%}")
+            print(line)
+    r1, rp = results[(1, 1)], results[(DEFAULT_P, 1)]
+    print(" targets (one worker, P = 1 against the default P = 64)")
+    for text, value, goal in (("trials/min, P = 64 / P = 1 >= 4", rp[0] / r1[0], 4.0),
+                              ("training only, P = 64 / P = 1 >= 6", r1[1]["train"] / rp[1]["train"], 6.0)):
+        print(f"  {'met ' if value >= goal else 'MISS'} {text}: {value:.1f}")
+    for p in (1, DEFAULT_P):
+        outside = 1.0 - results[(p, 1)][1]["train"] / results[(p, 1)][1]["wall"]
+        print(f"  {'met ' if outside < 0.15 else 'MISS'} share of sweep time outside training < 15% at P = {p}: "
+              f"{outside:.0%}")
+
+
+def section_pruning() -> None:
+    print(f"== pruning: the default sweep (P = {DEFAULT_P}, 384 trials), median pruner against none ==")
+    for pruner in ("median", "none"):
+        rate, timing, f = one_sweep(DEFAULT_P, 1, 384, f"sweep.pruner.name={pruner}")
+        print(f"  {pruner:<7} best val_r2 {f['best']:.4f}   epochs trained {f['epochs']:>7}   "
+              f"pruned {f['pruned']:>3}   {timing['wall'] * 384:5.1f} s   {rate:4.0f} trials/min")
+
+
+def best_over_time(study) -> tuple[np.ndarray, np.ndarray]:
+    trials = sorted((t for t in study.trials if t.value is not None), key=lambda t: t.datetime_complete)
+    start = min(t.datetime_start for t in study.trials if t.datetime_start)
+    seconds = np.array([(t.datetime_complete - start).total_seconds() for t in trials])
+    return seconds, np.maximum.accumulate([t.value for t in trials])
+
+
+def section_quality() -> None:
+    print(f"== best validation R² against wall time: P = 1 and P = {DEFAULT_P}, {BUDGET:.0f} s each, one worker ==")
+    curves, parents = {}, {}
+    with tempfile.TemporaryDirectory() as d:
+        for p in (1, DEFAULT_P):
+            name = f"sweep.study_name=bench-P{p}-{int(time.time())}"
+            args = with_default_group([f"sweep.storage=journal:{Path(d) / 'optuna.log'}", f"sweep.population={p}",
+                                       "sweep.n_trials=100000", f"sweep.timeout={BUDGET}", "sweep.confirm_seeds=[]",
+                                       name, "sweep.experiment=nnexp-bench"], "sweep", "default")
+            summary = sr.run(compose(args), args)
+            s = _load(Path(d), summary.study_name)
+            curves[f"P = {p}"] = best_over_time(s)
+            parents[p] = summary.parent_run
+            t, b = curves[f"P = {p}"]
+            print(f"  P = {p:<3} {len(t):>5} trials finished, best val_r2 {b[-1]:.4f}")
+    (t1, b1), (tp, bp) = curves["P = 1"], curves[f"P = {DEFAULT_P}"]
+    reached = tp[np.argmax(bp >= b1[-1])] if (bp >= b1[-1]).any() else float("inf")
+    print(f"  {'met ' if reached <= t1[-1] else 'MISS'} P = {DEFAULT_P} reaches P = 1's best ({b1[-1]:.4f}) after "
+          f"{reached:.1f} s; P = 1 got there after {t1[np.argmax(b1 >= b1[-1])]:.1f} s of its {BUDGET:.0f} s")
+    out = project_root() / "experiments" / "bench" / "best_val_r2_vs_time.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plots.steps_over_time(curves, out, "best validation R²")
+    from nnexp.tracking import Tracker
+
+    Tracker(None, "nnexp-bench").log_artifact(parents[DEFAULT_P], out, "plots")
+    print(f"  plot: {out.relative_to(project_root())} (and on parent run {parents[DEFAULT_P]}, experiment nnexp-bench)")
+
+
+def _load(d: Path, name: str):
+    import optuna
+
+    from nnexp.study import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(f"journal:{d / 'optuna.log'}"))
+
+
+def section_ablation() -> None:
+    print("== ablation: the default study (15 configs x 10 seeds), replicas packed against one seed at a time ==")
+    cfg = compose(with_default_group(["ablation.force=true"], "ablation", "seed_claims"))
+
+    def prepared(seeds):
+        study = ablation.parse(cfg)
+        study.seeds = seeds
+        ablation.prepare(study, ConfigCache([]))
+        return study
+
+    study = prepared(list(range(10)))
+    t0 = time.perf_counter()
+    ablation.run(study)
+    packed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ablation.run(prepared([0]))
+    one = time.perf_counter() - t0
+    plans = [v.plan.with_seeds([s]) for v in study.variants for s in study.seeds]
+    t0 = time.perf_counter()
+    for p in plans:
+        population.train([p])
+    alone = time.perf_counter() - t0
+    print(f"  K = 10 seeds, packed on the replica axis   {packed:6.1f} s")
+    print(f"  K = 1 seed                                  {one:6.1f} s   (K = 10 costs {packed / one:.1f}x one seed)")
+    print(f"  K = 10 seeds, each run alone              {alone:6.1f} s   (packing is {alone / packed:.1f}x faster)")
+    print(f"  {'met ' if packed / one <= 3 else 'MISS'} K = 10 seeds cost <= 3x one seed: {packed / one:.1f}")
+
+
+SECTIONS = {"sweep": section_sweep, "pruning": section_pruning, "quality": section_quality,
+            "ablation": section_ablation}
