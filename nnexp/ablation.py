@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from nnexp import population, stats
 from nnexp.config import ConfigCache, Plan, mapping
 from nnexp.errors import ConfigError, choice
+from nnexp.interrupts import Checkpoint
 from nnexp.train import ReplicaResult
 
 BASELINE = "baseline"
@@ -140,7 +141,7 @@ def epochs_to_target(r: ReplicaResult, target: float, epochs: int) -> float:
 def run(study: Study) -> Outcome:
     """Train every variant on every seed (one pass per structure)."""
     plans = [v.plan.with_seeds([s]) for v in study.variants for s in study.seeds]  # type: ignore[union-attr]
-    results = population.train(plans)
+    results = population.train(plans, lambda members: [Checkpoint()])  # type: ignore[list-item]
     out = Outcome()
     k = len(study.seeds)
     for i, v in enumerate(study.variants):

@@ -10,7 +10,7 @@ from typing import Any
 
 from nnexp.config import CONF_DIR
 from nnexp.errors import ConfigError, choice
-from nnexp.interrupts import sigterm_interrupts
+from nnexp.interrupts import handled, sigterm_interrupts
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
@@ -92,6 +92,7 @@ def guarded(fn: Callable[[], Any], interrupted: str = "the run was recorded as K
     except ConfigError as e:
         fail(str(e))
     except KeyboardInterrupt as e:
+        handled()
         sys.stderr.write(f"\ninterrupted ({e or 'Ctrl-C'}): {interrupted}\n")
         sys.exit(EXIT_INTERRUPTED)
 

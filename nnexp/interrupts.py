@@ -5,12 +5,18 @@ trial asked and given its parameters). Inside `deferred()` a SIGINT or SIGTERM i
 raised as KeyboardInterrupt when the outermost block ends. Python runs signal handlers in the main
 thread whichever thread the kernel picked, so this holds with helper threads around (MLflow's, the
 heartbeat, multiprocessing's feeders), where blocking the signal in one thread would not.
+
+Python drops an exception raised while a weakref callback or a finaliser runs ("Exception ignored
+in ..."), and a signal handler can fire just then: an interrupt raised there would be lost. So every
+interrupt also stays noted until `handled()` is called by whoever catches it (the command-line entry
+points), and the training loops call `check()`, which raises a noted interrupt that never arrived.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -18,24 +24,51 @@ from typing import Any
 
 class _State:
     depth = 0  # nesting of deferred() blocks
-    pending = ""  # the interrupt that arrived inside a block ("" none yet)
+    pending = ""  # an interrupt that arrived inside a block, to raise at its end ("" none)
+    unhandled = ""  # an interrupt not yet handled by its catcher ("" none)
 
 
 _state = _State()
 
 
+def _interrupt(reason: str) -> KeyboardInterrupt:
+    return KeyboardInterrupt("" if reason == "Ctrl-C" else reason)
+
+
 def _handler(signum: int, frame: Any) -> None:
-    reason = "SIGTERM" if signum == signal.SIGTERM else ""
+    reason = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    _state.unhandled = _state.unhandled or reason
     if _state.depth:
-        _state.pending = _state.pending or reason or "Ctrl-C"
+        _state.pending = _state.pending or reason
         return
-    raise KeyboardInterrupt(reason)
+    raise _interrupt(reason)
+
+
+def check() -> None:
+    """Raise an interrupt that was noted but never reached the program (call from normal flow only,
+    never from cleanup code run while an interrupt is on its way up)."""
+    if _state.unhandled and not _state.depth:
+        raise _interrupt(_state.unhandled)
+
+
+def handled() -> None:
+    """The interrupt was caught and acted upon: forget it."""
+    _state.unhandled = _state.pending = ""
 
 
 def sigterm_interrupts() -> None:
-    """Make SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (deferred inside blocks)."""
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (deferred inside blocks), and
+    keep an interrupt that Python had to drop off the console: `check()` raises it again."""
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+    if getattr(sys.unraisablehook, "__name__", "") != "_quiet_unraisable":
+        previous = sys.unraisablehook
+
+        def _quiet_unraisable(info: Any) -> None:
+            if not (isinstance(info.exc_value, KeyboardInterrupt) and _state.unhandled):
+                previous(info)
+
+        sys.unraisablehook = _quiet_unraisable
 
 
 @contextlib.contextmanager
@@ -51,4 +84,17 @@ def deferred() -> Iterator[None]:
         _state.depth -= 1
     if not _state.depth and _state.pending and main:
         reason, _state.pending = _state.pending, ""
-        raise KeyboardInterrupt("" if reason == "Ctrl-C" else reason)
+        raise _interrupt(reason)
+
+
+class Checkpoint:
+    """A training callback (see nnexp.train.Callback) that calls `check()` after every epoch."""
+
+    def on_train_begin(self, n_replicas: int) -> None: ...
+
+    def on_epoch_end(self, epoch: int, replicas: Any, metrics: Any) -> None:
+        check()
+
+    def on_replica_end(self, replica: int, result: Any) -> None: ...
+
+    def on_train_end(self, result: Any) -> None: ...

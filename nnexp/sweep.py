@@ -25,7 +25,7 @@ from nnexp import population, space
 from nnexp import study as studies
 from nnexp.config import ConfigCache, Plan, flat_params, mapping
 from nnexp.errors import ConfigError, choice
-from nnexp.interrupts import deferred
+from nnexp.interrupts import check, deferred
 from nnexp.tracking import Tracker, curve_metrics, final_points
 from nnexp.train import COMPLETED, DIVERGED, PRUNED, STOPPED, Callback, ReplicaResult
 
@@ -180,6 +180,7 @@ class Reporter(Callback):
         self.finish, self.timing = finish, timing
 
     def on_epoch_end(self, epoch: int, replicas: np.ndarray, metrics: dict[str, np.ndarray]) -> list[int]:
+        check()  # an interrupt that a finaliser swallowed is raised here, between evaluations
         if not self.prune or (epoch + 1) % self.interval:
             return []
         t0 = time.perf_counter()
@@ -218,6 +219,7 @@ class Worker:
 
     def run(self) -> None:
         while not self.out_of_time():
+            check()
             studies.reclaim_stale(self.storage, self.study, self.st.heartbeat["grace"])
             members = self.ask()
             if not members:

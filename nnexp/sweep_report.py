@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nnexp import plots, population, stats
 from nnexp import study as studies
 from nnexp.console import table
+from nnexp.interrupts import Checkpoint
 from nnexp.tracking import curve_metrics
 
 CONFIRM_METRIC = "test_r2"
@@ -42,7 +43,7 @@ def confirm(sw, best: FrozenTrial, baseline: FrozenTrial) -> dict[str, Any]:
     and compare their test R² seed by seed."""
     seeds = sw.st.confirm_seeds
     plans = [sw.configs.plan(sw.configs.config(t.params)).with_seeds([s]) for t in (best, baseline) for s in seeds]
-    results = population.train(plans)
+    results = population.train(plans, lambda members: [Checkpoint()])  # type: ignore[list-item]
     k = len(seeds)
 
     def values(rs):

@@ -22,6 +22,7 @@ from nnexp import space
 from nnexp import study as studies
 from nnexp.config import compose, flat_params, mapping, project_root
 from nnexp.errors import ConfigError
+from nnexp.interrupts import check
 from nnexp.sweep import Configs, Settings, SweepError, Worker, make_pruner, make_sampler, settings
 from nnexp.tracking import Tracker
 
@@ -142,6 +143,7 @@ class Sweep:
         """Run what is left of the budget: trials put back by interrupted or dead workers, trials not
         asked yet; wait for trials other live workers (other machines) are still running."""
         while not self.worker.out_of_time():
+            check()
             studies.reclaim_stale(self.storage, self.study, self.st.heartbeat["grace"])
             c = self.unfinished()
             if c["WAITING"] or c["NOT_ASKED"]:

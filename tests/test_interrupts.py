@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nnexp.interrupts import deferred, sigterm_interrupts
+from nnexp.interrupts import check, deferred, handled, sigterm_interrupts
 
 
 @pytest.fixture
@@ -15,6 +15,7 @@ def handlers():
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     sigterm_interrupts()
     yield
+    handled()
     for s, h in old.items():
         signal.signal(s, h)
 
@@ -46,3 +47,17 @@ def test_outside_a_block_an_interrupt_is_immediate(handlers):
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_interrupt_swallowed_by_a_finaliser_is_raised_at_the_next_check(handlers):
+    class Finalised:
+        def __del__(self):  # Python ignores exceptions raised here ("Exception ignored in ...")
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+
+    Finalised()  # the interrupt is raised inside __del__, and lost there
+    with pytest.raises(KeyboardInterrupt):
+        check()
+    handled()
+    check()  # handled: nothing more to raise

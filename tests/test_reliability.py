@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from test_sweep import args_for, assert_complete_and_unique, load, wait_for
 
 from nnexp import cli, config, runner
+from nnexp.interrupts import handled
 from nnexp.study import open_storage
 
 CSV_CASES = {
@@ -66,6 +67,7 @@ def in_process_cli():
         return info.value.code
 
     yield call
+    handled()
     for s, h in old.items():
         signal.signal(s, h)
 

@@ -264,3 +264,15 @@ def test_two_workers_share_a_postgresql_storage(tmp_path):
     assert sorted(int(r.data.tags["nnexp.trial_number"]) for r in trials) == list(range(16))
     assert next(r for r in runs(tmp_path)[1] if r.data.tags.get("nnexp.kind") == "sweep").data.tags[
         "optuna.storage"].startswith("postgresql+psycopg://nnexp:***@")
+
+
+@pytest.mark.slow
+def test_the_default_sweep_beats_the_baseline_and_confirms_it(tmp_path):
+    summary = run_sweep([f"sweep.storage=journal:{tmp_path / 'optuna.log'}",
+                         f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
+    study = load(tmp_path, "default")
+    assert summary.counts["COMPLETE"] + summary.counts["PRUNED"] + summary.counts["FAIL"] == 384
+    assert summary.best.value > summary.baseline.value and summary.baseline.number == 0
+    c = summary.confirmation
+    assert len(c["best_values"]) == 5 and c["diff"].mean > 0, c
+    assert study.best_value == summary.best.value
