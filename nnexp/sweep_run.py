@@ -23,7 +23,8 @@ from nnexp import study as studies
 from nnexp.config import compose, flat_params, mapping, project_root
 from nnexp.errors import ConfigError
 from nnexp.interrupts import check
-from nnexp.sweep import Configs, Settings, SweepError, Worker, make_pruner, make_sampler, settings
+from nnexp.sweep import Configs, SweepError, Worker
+from nnexp.sweep_settings import Settings, make_pruner, make_sampler, settings
 from nnexp.tracking import Tracker
 
 SCRIPT = project_root() / "experiments" / "sweep.py"
