@@ -194,11 +194,21 @@ def test_a_killed_worker_does_not_hold_its_trials_forever(tmp_path):
 
 @pytest.mark.slow
 def test_four_workers_on_the_embedded_storage(tmp_path):
-    out = run_script("sweep.py", *args_for(tmp_path, "sweep.workers=4", "sweep.confirm_seeds=[]", n=40,
-                                           population=2, epochs=100))
-    assert out.returncode == 0 and "database is locked" not in out.stderr, out.stderr
+    """The multi-machine path on one machine: `make sweep` starts the study, four `make sweep-worker`
+    processes started together share it, and `make sweep` again reports (nothing left to run)."""
+    args = args_for(tmp_path, "sweep.confirm_seeds=[]", n=40, population=2, epochs=300)
+    assert run_script("sweep.py", *[a for a in args if not a.startswith("sweep.n_trials")],
+                      "sweep.n_trials=1").returncode == 0
+    workers = [subprocess.Popen([sys.executable, "experiments/sweep.py", f"--worker={i}", *args], cwd=ROOT,
+                                env={**os.environ, "CI": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for i in range(1, 5)]
+    for w in workers:
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0 and "database is locked" not in err and "Traceback" not in err, err
+    out = run_script("sweep.py", *args)
+    assert out.returncode == 0, out.stderr
     _, trials = assert_complete_and_unique(tmp_path, 40)
-    assert len({r.data.tags["nnexp.population"].split(":")[1] for r in trials}) >= 2
+    assert len({r.data.tags["nnexp.population"].split(":")[1] for r in trials}) >= 3  # the workers shared it
 
 
 def final_metrics_of(tmp_path, env):

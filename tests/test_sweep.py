@@ -240,7 +240,7 @@ def test_an_interrupted_population_sweep_resumes_to_exactly_n_trials(tmp_path, s
 @pytest.mark.slow
 def test_two_worker_processes_share_the_study_without_losing_or_duplicating_trials(tmp_path):
     out = run_script("sweep.py", *args_for(tmp_path, "sweep.workers=2", "sweep.confirm_seeds=[]", n=40,
-                                           population=2, epochs=150))
+                                           population=2, epochs=300))
     assert out.returncode == 0, out.stderr
     study, trials = assert_complete_and_unique(tmp_path, 40)
     pids = {r.data.tags["nnexp.population"].split(":")[1] for r in trials}
