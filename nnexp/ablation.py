@@ -129,7 +129,6 @@ class Outcome:
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # variant -> metric -> per seed
     status: dict[str, list[str]] = field(default_factory=dict)  # variant -> per-seed status
     curves: dict[str, list[np.ndarray]] = field(default_factory=dict)  # variant -> per-seed val_mse curve
-    results: dict[str, list[ReplicaResult]] = field(default_factory=dict)
 
 
 def epochs_to_target(r: ReplicaResult, target: float, epochs: int) -> float:
@@ -146,7 +145,6 @@ def run(study: Study) -> Outcome:
     k = len(study.seeds)
     for i, v in enumerate(study.variants):
         rs = results[i * k : (i + 1) * k]
-        out.results[v.name] = rs
         out.status[v.name] = [r.status for r in rs]
         epochs = v.plan.epochs  # type: ignore[union-attr]
         vals: dict[str, list[float]] = {m: [] for m in METRICS}

@@ -12,7 +12,6 @@ import functools
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -281,7 +280,3 @@ def final_metrics(result: ReplicaResult, spec: MLPSpec) -> dict[str, float]:
     f["epochs"] = float(result.epochs)
     f["n_params"] = float(spec.n_params)
     return f
-
-
-def python_command() -> str:
-    return " ".join([Path(sys.executable).name, *sys.argv])

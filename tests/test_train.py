@@ -192,3 +192,15 @@ def test_divergence_between_evaluations_is_caught_at_once(seed_data):
     spec = model.MLPSpec(output_activation="identity")
     r = fit(spec, seed_data, [0], epochs=40, eval_every=20, schedule=schedules.constant(500.0))[0]
     assert r.status == "diverged" and r.epochs < 20 and r.final == {}
+
+
+def test_the_per_epoch_metrics_follow_their_definitions(seed_data):
+    from nnexp import metrics
+
+    r = fit(BASELINE, seed_data, [0], epochs=5)[0]
+    m = model.Model.from_state(BASELINE, r.state, seed_data.scaler)
+    for split in ("train", "val", "test"):
+        x, y = getattr(seed_data, f"x_{split}"), getattr(seed_data, f"y_{split}")
+        pred = m.network.forward(np.ascontiguousarray(x.T))[0][:, None]
+        assert r.final[f"{split}_mse"] == pytest.approx(metrics.mse(pred, y)[0], rel=1e-12)
+        assert r.final[f"{split}_r2"] == pytest.approx(metrics.r2(pred, y)[0], rel=1e-12)
