@@ -9,6 +9,7 @@ set, so model selection never looks at the test set.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -76,7 +77,12 @@ class Dataset:
         return self.x_train.shape[1]
 
     def digest(self) -> str:
-        """SHA-256 (first 16 hex digits) of every split's bytes: the same data gives the same digest."""
+        """SHA-256 (first 16 hex digits) of every split's bytes: the same data gives the same digest.
+        Computed once per dataset (its arrays are never changed after it is made)."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> str:
         h = hashlib.sha256()
         for a in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
             h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())

@@ -45,11 +45,8 @@ class Configs(ConfigCache):
         super().__init__(base_overrides)
         self.params = list(params)
 
-    def group_config(self, groups: tuple[str, ...]) -> DictConfig:
-        return self.composed(groups)
-
     def config(self, values: Mapping[str, Any]) -> DictConfig:
-        return space.apply_values(self.group_config(space.group_overrides(self.params, values)), self.params, values)
+        return space.apply_values(self.composed(space.group_overrides(self.params, values)), self.params, values)
 
 
 @dataclass

@@ -38,7 +38,7 @@ def base_overrides(overrides: Sequence[str]) -> list[str]:
 def check_space(st: Settings, configs: Configs, choices: dict[str, str]) -> dict[str, Any]:
     """Build the baseline and a trial at every end of every range and every choice, so that a bad
     space fails before any trial, naming the parameter. Returns the baseline's values."""
-    base_cfg = configs.group_config(())
+    base_cfg = configs.composed()
     configs.plan(base_cfg)  # the base config itself first: its own mistakes get their own message
     baseline = space.baseline_values(st.space, base_cfg, choices)
     by_name = {p.name: p for p in st.space}
@@ -86,7 +86,7 @@ class Sweep:
         choices = dict(compose(base, hydra_node=True).hydra.runtime.choices)
         self.configs = Configs(base, st.space)
         self.baseline = check_space(st, self.configs, choices)
-        self.base_cfg = self.configs.group_config(())
+        self.base_cfg = self.configs.composed()
         self.storage = studies.open_storage(st.storage)
         index = worker_index or 0
         self.study, self.resumed = studies.open_study(

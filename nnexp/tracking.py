@@ -51,8 +51,6 @@ def artifact_root(uri: str) -> str | None:
     them from any working directory); a tracking server chooses its own."""
     if uri.startswith("sqlite:///"):
         return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
-    if uri.startswith("file:") or "://" not in uri:
-        return None
     return None
 
 
