@@ -152,6 +152,7 @@ def fit(
     R = net.R
     shuffle_seeds = np.broadcast_to(np.atleast_1d(shuffle_seeds), (R,))
     shufflers = [stream(s, SHUFFLE_STREAM) for s in shuffle_seeds]
+    shared = len(set(shuffle_seeds.tolist())) == 1  # e.g. a sweep's trials: same seed, other hyperparameters
     x, y = np.ascontiguousarray(data.x_train.T), np.ascontiguousarray(data.y_train.T)  # feature-major
     n = x.shape[1]
     batch = min(int(batch_size), n)
@@ -227,11 +228,11 @@ def fit(
         lr = np.broadcast_to(schedule(epoch), (R,))[active]
         lr_col = lr.reshape(-1, 1)
         if batch < n:
-            if net.batched:
+            if net.batched and not shared:
                 order = np.stack([shufflers[r].permutation(n) for r in active])
                 # (features, R, n) gathered in one call, seen as (R, features, n): rows stay contiguous
                 xs, ys = np.take(x, order, axis=1).swapaxes(0, 1), np.take(y, order, axis=1).swapaxes(0, 1)
-            else:
+            else:  # one replica, or replicas with one shuffle seed: one order, one (features, n) batch for all
                 order = shufflers[active[0]].permutation(n)
                 # np.take keeps rows contiguous; x[:, order] would come out column-major and send BLAS
                 # down a transposed kernel, whose rounding differs from the batched pass

@@ -38,11 +38,12 @@ def layer_net(layer, R):
     return Network([layer], init_seeds=list(range(R)), batched=R > 1)
 
 
-def check_layer(layer, R, n_in, batch=5, train=True, x_scale=1.0, seed=0):
+def check_layer(layer, R, n_in, batch=5, train=True, x_scale=1.0, seed=0, shared=False):
+    """`shared`: one (n_in, batch) input for all R replicas (d f / d x is then the sum over replicas)."""
     rng = np.random.default_rng(seed)
     net = layer_net(layer, R)
     net.flat += 0.1 * rng.standard_normal(net.flat.shape)  # move gamma/beta/bias off their defaults
-    shape = (R, n_in, batch) if R > 1 else (n_in, batch)
+    shape = (R, n_in, batch) if R > 1 and not shared else (n_in, batch)
     x = x_scale * rng.standard_normal(shape)
     out = layer.forward(x, train)
     g_out = rng.standard_normal(out.shape)
@@ -52,7 +53,7 @@ def check_layer(layer, R, n_in, batch=5, train=True, x_scale=1.0, seed=0):
 
     layer.forward(x, train)
     dx = layer.backward(g_out)
-    assert rel_err(dx, numeric_grad(f, x)) < TOL
+    assert rel_err(dx.sum(axis=0) if shared else dx, numeric_grad(f, x)) < TOL
     if net.n_params:
         analytic = net.grad.copy()
         assert rel_err(analytic, numeric_grad(f, net.flat)) < TOL
@@ -61,6 +62,15 @@ def check_layer(layer, R, n_in, batch=5, train=True, x_scale=1.0, seed=0):
 @pytest.mark.parametrize("R", [1, 3])
 def test_dense(R):
     check_layer(Dense(4, 3), R, n_in=4)
+
+
+def test_dense_with_an_input_shared_by_the_replicas():
+    """Replicas that share a seed share each mini-batch: the first layer takes one (n_in, batch) input."""
+    check_layer(Dense(4, 3), 3, n_in=4, shared=True)
+    layer, rng = Dense(4, 3), np.random.default_rng(1)
+    layer_net(layer, 3)
+    x = rng.standard_normal((4, 7))
+    np.testing.assert_array_equal(layer.forward(x), layer.forward(np.broadcast_to(x, (3, 4, 7)).copy()))
 
 
 @pytest.mark.parametrize("R", [1, 3])
