@@ -233,7 +233,7 @@ def fit(
                 # (features, R, n) gathered in one call, seen as (R, features, n): rows stay contiguous
                 xs, ys = np.take(x, order, axis=1).swapaxes(0, 1), np.take(y, order, axis=1).swapaxes(0, 1)
             else:  # one replica, or replicas with one shuffle seed: one order, one (features, n) batch for all
-                order = shufflers[active[0]].permutation(n)
+                order = shufflers[0].permutation(n)  # the stream every replica would draw; it advances each epoch
                 # np.take keeps rows contiguous; x[:, order] would come out column-major and send BLAS
                 # down a transposed kernel, whose rounding differs from the batched pass
                 xs, ys = np.take(x, order, axis=1), np.take(y, order, axis=1)

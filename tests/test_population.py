@@ -67,11 +67,12 @@ class PruneMember(train.Callback):
         return [self.replica] if epoch == self.epoch else None
 
 
-def test_a_pruned_member_leaves_the_others_unchanged(data):
+@pytest.mark.parametrize("pruned", [0, 1])
+def test_a_pruned_member_leaves_the_others_unchanged(data, pruned):
     plans = [plan(data, f"optimizer.lr={lr}") for lr in (0.05, 0.1, 0.2)]
-    res = population.train(plans, lambda members: [PruneMember(1, 6)])
-    assert res[1].status == "pruned" and res[1].epochs == 7
-    for i in (0, 2):
+    res = population.train(plans, lambda members: [PruneMember(pruned, 6)])
+    assert res[pruned].status == "pruned" and res[pruned].epochs == 7
+    for i in {0, 1, 2} - {pruned}:
         assert_same_run(res[i], plans[i].fit()[0])
 
 
