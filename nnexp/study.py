@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 
 from nnexp.config import project_root
 from nnexp.errors import ConfigError
+from nnexp.interrupts import deferred
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -60,7 +61,8 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
                           "database URL such as sqlite:///optuna.db or postgresql://user@host/db")
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        return RDBStorage(url, engine_kwargs=kwargs)
+        with deferred():  # a new database is created and migrated here: never leave it half made
+            return RDBStorage(url, engine_kwargs=kwargs)
     except Exception as e:  # a driver that is not installed, a server that does not answer
         raise ConfigError("sweep.storage", redact(url), f"cannot open this Optuna storage ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:300]})") from None

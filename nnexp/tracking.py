@@ -126,9 +126,12 @@ class Tracker:
 
     def __init__(self, uri: str | None = None, experiment: str = "nnexp") -> None:
         self.uri = resolve_uri(uri)
-        use_wal(self.uri)
-        self.client = mlflow.MlflowClient(self.uri)
-        self.experiment_id = self._experiment(experiment)
+        # a new store is created and migrated on first use (about 1 s): cut by Ctrl-C halfway, its half-made
+        # schema would fail every later run ("duplicate column name"), so the first use is never cut
+        with deferred():
+            use_wal(self.uri)
+            self.client = mlflow.MlflowClient(self.uri)
+            self.experiment_id = self._experiment(experiment)
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)

@@ -61,3 +61,32 @@ def test_an_interrupt_swallowed_by_a_finaliser_is_raised_at_the_next_check(handl
         check()
     handled()
     check()  # handled: nothing more to raise
+
+
+
+def test_an_interrupt_while_a_new_mlflow_store_is_made_leaves_it_whole(handlers, tmp_path, monkeypatch):
+    """A Ctrl-C while MLflow creates and migrates a new SQLite store waits until the schema is whole:
+    cut halfway, the store failed every later run ("duplicate column name: step")."""
+    from alembic.ddl.impl import DefaultImpl
+
+    from nnexp.tracking import Tracker
+
+    real, calls = DefaultImpl._exec, []
+
+    def execute(self, *args, **kwargs):  # one statement of MLflow's migrations
+        calls.append(1)
+        if len(calls) == 40:  # midway through the migrations
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DefaultImpl, "_exec", execute)
+    url = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(KeyboardInterrupt):
+        Tracker(url, "x")
+    handled()
+    monkeypatch.undo()
+    tracker = Tracker(url, "x")
+    tracker.end(tracker.start("after"))
+    assert [r.info.status for r in tracker.client.search_runs([tracker.experiment_id])] == ["FINISHED"]
+    assert len(calls) > 40  # the interrupt waited for the migrations' end
