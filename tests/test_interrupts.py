@@ -63,7 +63,6 @@ def test_an_interrupt_swallowed_by_a_finaliser_is_raised_at_the_next_check(handl
     check()  # handled: nothing more to raise
 
 
-
 def test_an_interrupt_while_a_new_mlflow_store_is_made_leaves_it_whole(handlers, tmp_path, monkeypatch):
     """A Ctrl-C while MLflow creates and migrates a new SQLite store waits until the schema is whole:
     cut halfway, the store failed every later run ("duplicate column name: step")."""

@@ -30,7 +30,7 @@ def test_members_equal_their_plans_trained_alone(data):
 
 @pytest.mark.parametrize("model,batch", [("mlp_4_12_8_1", 16), ("mlp_4_8_6_4_1", 64)])
 def test_members_sharing_a_seed_share_each_batch_and_equal_their_runs_alone(data, model, batch):
-    """A sweep's trials share the seed: one shuffle order and one first-layer product serve them all."""
+    """A sweep's trials share the seed, so one shuffle order and one mini-batch per step serve them all."""
     common = [f"model={model}", f"trainer.batch_size={batch}"]
     plans = [plan(data, *common, f"optimizer.lr={lr}", f"optimizer.momentum={m}", f"schedule.decay_rate={d}")
              for lr, m, d in ((0.1, 0.9, 0.5), (0.5, 0.0, 1.0), (0.03, 0.5, 0.8), (0.9, 0.95, 0.2))]
