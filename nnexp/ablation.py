@@ -19,7 +19,6 @@ from omegaconf import DictConfig
 from nnexp import population, stats
 from nnexp.config import ConfigCache, Plan, mapping
 from nnexp.errors import ConfigError, choice
-from nnexp.interrupts import Checkpoint
 from nnexp.train import ReplicaResult
 
 BASELINE = "baseline"
@@ -139,12 +138,9 @@ def epochs_to_target(r: ReplicaResult, target: float, epochs: int) -> float:
 
 def run(study: Study) -> Outcome:
     """Train every variant on every seed (one pass per structure)."""
-    plans = [v.plan.with_seeds([s]) for v in study.variants for s in study.seeds]  # type: ignore[union-attr]
-    results = population.train(plans, lambda members: [Checkpoint()])  # type: ignore[list-item]
+    results = population.train_seeds([v.plan for v in study.variants], study.seeds)  # type: ignore[misc]
     out = Outcome()
-    k = len(study.seeds)
-    for i, v in enumerate(study.variants):
-        rs = results[i * k : (i + 1) * k]
+    for v, rs in zip(study.variants, results, strict=True):
         out.status[v.name] = [r.status for r in rs]
         epochs = v.plan.epochs  # type: ignore[union-attr]
         vals: dict[str, list[float]] = {m: [] for m in METRICS}
@@ -164,7 +160,6 @@ class Row:
     """One variant against the baseline on its metric."""
 
     variant: str
-    claim: str
     metric: str
     expect: str | None
     summary: dict[str, stats.Interval]  # metric -> mean ± CI over seeds
@@ -195,7 +190,7 @@ def analyse(study: Study, out: Outcome) -> list[Row]:
                 verdict = stats.verdict(diff.diff, p, higher, v.expect == "better", study.alpha)
         epochs = v.plan.epochs  # type: ignore[union-attr]
         censored = sum(1 for e in vals["epochs_to_target"] if e == epochs + 1)
-        rows.append(Row(v.name, v.claim, v.metric, v.expect, summary, diff, p, verdict,
+        rows.append(Row(v.name, v.metric, v.expect, summary, diff, p, verdict,
                         sum(s == "diverged" for s in out.status[v.name]), censored))
     return rows
 

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from nnexp import plots, stats
 from nnexp.ablation import BASELINE, METRICS, Outcome, Row, Study, analyse, compare, parse, prepare, results_json, run
-from nnexp.config import ConfigCache, compose, flat_params, mapping, project_root
+from nnexp.config import ConfigCache, compose, flat_params, mapping, project_root, without_group
 from nnexp.errors import ConfigError
 
 LABELS = {"test_r2": "test R²", "val_r2": "val R²", "train_mse": "train MSE", "test_mse": "test MSE",
@@ -208,7 +208,7 @@ def main(cfg: Any, args: Sequence[str], check: bool = False) -> str:
     elif prov["git_dirty"] == "true" and not study.force:
         raise ConfigError("ablation.force", False, "the working tree has uncommitted changes, so the commit in the "
                           "report would not reproduce its numbers; commit first, or force with ablation.force=true")
-    base = [a for a in (recorded["args"] if check else args) if not a.lstrip("+~").startswith("ablation")]
+    base = without_group(recorded["args"] if check else args, "ablation")
     cache = ConfigCache(base)
     prepare(study, cache)
     out = run(study)

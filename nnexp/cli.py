@@ -8,7 +8,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nnexp.config import CONF_DIR
+from nnexp.config import CONF_DIR, group_options
 from nnexp.errors import ConfigError, choice
 from nnexp.interrupts import handled, sigterm_interrupts
 
@@ -18,10 +18,6 @@ EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 def fail(message: str, code: int = EXIT_USAGE) -> None:
     sys.stderr.write("error: " + textwrap.fill(message, 100, subsequent_indent="  ") + "\n")
     sys.exit(code)
-
-
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 def precheck_overrides(args: Sequence[str]) -> None:

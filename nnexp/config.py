@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from nnexp import optim, schedules
 from nnexp.data import Dataset
 from nnexp.errors import ConfigError, choice
+from nnexp.interrupts import Checkpoint
 from nnexp.model import MLPSpec
 from nnexp.network import Network
 from nnexp.train import Callback, FitResult, fit
@@ -27,6 +28,16 @@ Array = np.ndarray
 Value = Any  # a scalar, or an (R,) array in a population
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def without_group(overrides: Sequence[str], group: str) -> list[str]:
+    """The overrides that set nothing under `group` (`group=...`, `group.x=...`, `+group.x=...` are dropped)."""
+    return [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] != group]
+
+
+def group_options(group: str) -> list[str]:
+    """The options of config group `group`: the files in conf/<group>/."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 def project_root() -> Path:
@@ -119,10 +130,11 @@ class Plan:
         return schedules.get(self.schedule, lr=self.lr, **args)
 
     def fit(self, callbacks: Sequence[Callback] = ()) -> FitResult:
+        """Train the plan; between epochs an interrupt that a finaliser swallowed is raised (`Checkpoint`)."""
         net = self.network()
         return fit(net, self.make_optimizer(net), self.make_schedule(), self.data, epochs=self.epochs,
                    batch_size=self.batch_size, shuffle_seeds=self.seeds, patience=self.patience,
-                   callbacks=callbacks, eval_every=self.eval_every)
+                   callbacks=[Checkpoint(), *callbacks], eval_every=self.eval_every)
 
     def with_seeds(self, seeds: Sequence[int]) -> Plan:
         return replace(self, seeds=[int(s) for s in seeds])

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from nnexp.train import Callback
+
 
 class _State:
     depth = 0  # nesting of deferred() blocks
@@ -87,14 +89,8 @@ def deferred() -> Iterator[None]:
         raise _interrupt(reason)
 
 
-class Checkpoint:
-    """A training callback (see nnexp.train.Callback) that calls `check()` after every epoch."""
-
-    def on_train_begin(self, n_replicas: int) -> None: ...
+class Checkpoint(Callback):
+    """Calls `check()` after every evaluated epoch: `Plan.fit` adds it to every training run."""
 
     def on_epoch_end(self, epoch: int, replicas: Any, metrics: Any) -> None:
         check()
-
-    def on_replica_end(self, replica: int, result: Any) -> None: ...
-
-    def on_train_end(self, result: Any) -> None: ...

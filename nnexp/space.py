@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp.config import CONF_DIR, mapping
+from nnexp.config import CONF_DIR, group_options, mapping
 from nnexp.errors import ConfigError, choice
 
 KINDS = ("float", "int", "categorical")
@@ -44,15 +44,6 @@ class Param:
     def group(self) -> bool:
         """True if the path names a config group, whose options are the choices."""
         return "." not in self.path and (CONF_DIR / self.path).is_dir()
-
-    def distribution(self):
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-        if self.kind == "categorical":
-            return CategoricalDistribution(list(self.choices))
-        if self.kind == "int":
-            return IntDistribution(int(self.low or 0), int(self.high or 0), log=self.log, step=int(self.step or 1))
-        return FloatDistribution(float(self.low or 0), float(self.high or 0), log=self.log, step=self.step)
 
     def active(self, values: Mapping[str, Any]) -> bool:
         return all(values.get(k) in allowed for k, allowed in self.when.items())
@@ -96,7 +87,13 @@ def parse(node: DictConfig | Mapping | None, where: str = "sweep.space") -> list
             if any(isinstance(c, (list, dict)) for c in choices) or len({repr(c) for c in choices}) != len(choices):
                 raise ConfigError(f"{f}.choices", choices, "expected distinct scalar choices (name a config "
                                   "option for structured values, e.g. a model variant in conf/model/)")
-            params.append(Param(name, path, kind, choices=tuple(choices), when=when))
+            param = Param(name, path, kind, choices=tuple(choices), when=when)
+            options = group_options(path) if param.group else []  # a config group's choices: files in conf/<group>/
+            for c in choices if options else ():
+                if c not in options:
+                    raise ConfigError(f"{f}.choices", c,
+                                      f"no such option in conf/{path}/; options: {', '.join(options)}")
+            params.append(param)
             continue
         low, high = _scalar(f"{f}.low", spec.get("low")), _scalar(f"{f}.high", spec.get("high"))
         if not low < high:

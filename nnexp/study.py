@@ -39,7 +39,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 warnings.filterwarnings("ignore", message="The reported value is ignored")  # a re-run trial reports again
 
-FINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 HEARTBEAT = "nnexp:heartbeat"
 RECLAIMED = "nnexp:reclaimed"
 WORKER = "nnexp:worker"
@@ -94,9 +93,9 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 8) -> l
 
 def open_study(storage, name: str, parts: Mapping[str, Any], *, create: bool, direction: Any,
                sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner,
-               baseline: Mapping[str, Any] | None = None) -> tuple[optuna.Study, bool]:
+               baseline: Mapping[str, Any] | None = None) -> optuna.Study:
     """Load study `name` (checking it was started with the same search space and base config), or
-    create it with the baseline enqueued as trial 0. Returns (study, resumed)."""
+    create it with the baseline enqueued as trial 0."""
     try:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
@@ -110,13 +109,13 @@ def open_study(storage, name: str, parts: Mapping[str, Any], *, create: bool, di
             study.set_user_attr("nnexp.fingerprint", fingerprint(parts))
             if baseline is not None:
                 study.enqueue_trial(dict(baseline), user_attrs={"nnexp.baseline": True})
-            return study, False
+            return study
     old = study.user_attrs.get("nnexp.parts", {})
     if study.user_attrs.get("nnexp.fingerprint") != fingerprint(parts):
         raise ConfigError("sweep.study_name", name, "this study was started with a different search space or base "
                           "config, so its trials would not be comparable; changed: " + "; ".join(changes(old, parts)),
                           hint=f"Start a new study with sweep.study_name={name}-2 (or undo the change to resume).")
-    return study, True
+    return study
 
 
 def study_id(storage, study: optuna.Study) -> int:

@@ -57,6 +57,7 @@ class Member:
     plan: Plan | None = None
     error: str = ""
     baseline: bool = False
+    trial_id: int = -1  # the storage's id of the trial (set when its population starts)
 
 
 class Reporter(Callback):
@@ -69,7 +70,6 @@ class Reporter(Callback):
         self.finish, self.timing = finish, timing
 
     def on_epoch_end(self, epoch: int, replicas: np.ndarray, metrics: dict[str, np.ndarray]) -> list[int]:
-        check()  # an interrupt that a finaliser swallowed is raised here, between evaluations
         if not self.prune or (epoch + 1) % self.interval:
             return []
         t0 = time.perf_counter()
@@ -97,14 +97,15 @@ class Worker:
     study: optuna.Study
     tracker: Tracker
     parent_run: str
-    index: int = 0
     on_population: Any = None  # called after each population with the worker
     deadline: float | None = None  # time.monotonic() after which no new population is asked
     failures_in_row: int = 0
-    done: int = 0
     populations: int = 0
     timing: dict[str, float] = field(default_factory=lambda: {"train": 0.0, "optuna": 0.0, "mlflow": 0.0,
                                                                 "config": 0.0})
+
+    def __post_init__(self) -> None:
+        self.sid = studies.study_id(self.storage, self.study)  # fixed for the study's life
 
     def run(self) -> None:
         while not self.out_of_time():
@@ -124,7 +125,7 @@ class Worker:
     def ask(self) -> list[Member]:
         """Up to P trials of the budget, each with its config built and validated."""
         members: list[Member] = []
-        sid = studies.study_id(self.storage, self.study)
+        sid = self.sid
         try:
             while len(members) < self.st.population:
                 t0 = time.perf_counter()
@@ -157,10 +158,11 @@ class Worker:
         start_ms = int(time.time() * 1000)
         open_ = {m.trial.number for m in members}
         ok = [m for m in members if m.plan is not None]
-        sid = studies.study_id(self.storage, self.study)
-        ids = [self.storage.get_trial_id_from_study_id_trial_number(sid, n) for n in sorted(open_)]
+        sid = self.sid
+        for m in members:
+            m.trial_id = self.storage.get_trial_id_from_study_id_trial_number(sid, m.trial.number)
         try:
-            with studies.Heartbeat(self.storage, ids, self.st.heartbeat["interval"]):
+            with studies.Heartbeat(self.storage, [m.trial_id for m in members], self.st.heartbeat["interval"]):
                 for m in members:
                     if m.plan is None:
                         self.finish(m, None, label, start_ms, open_)
@@ -209,7 +211,6 @@ class Worker:
             open_.discard(m.trial.number)
             self.timing["mlflow"] += t1 - t0
             self.timing["optuna"] += time.perf_counter() - t1
-        self.done += 1
         self.failures_in_row = self.failures_in_row + 1 if state == TrialState.FAIL else 0
         if self.failures_in_row >= self.st.max_failures_in_row:
             raise SweepError(f"{self.failures_in_row} trials failed in a row (sweep.max_failures_in_row = "
@@ -239,8 +240,7 @@ class Worker:
             tags["nnexp.failure_reason"] = reason[:5000]
         if result is not None:
             tags["nnexp.status"] = result.status
-        tid = self.storage.get_trial_id_from_study_id_trial_number(studies.study_id(self.storage, self.study), n)
-        if self.storage.get_trial(tid).system_attrs.get(studies.RECLAIMED):
+        if self.storage.get_trial(m.trial_id).system_attrs.get(studies.RECLAIMED):
             self.drop_leftovers(n)  # its first worker died: a half-written run of it may exist
         run_id = self.tracker.start(f"trial-{n:04d}", {k: str(v) for k, v in tags.items()}, parent=self.parent_run,
                                     start_time=start_ms)

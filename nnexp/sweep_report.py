@@ -17,7 +17,6 @@ from optuna.trial import FrozenTrial, TrialState
 from nnexp import plots, population, stats
 from nnexp import study as studies
 from nnexp.console import table
-from nnexp.interrupts import Checkpoint
 from nnexp.tracking import curve_metrics
 
 CONFIRM_METRIC = "test_r2"
@@ -42,21 +41,20 @@ def confirm(sw, best: FrozenTrial, baseline: FrozenTrial) -> dict[str, Any]:
     """Re-train the best config and the baseline on the confirmation seeds (one pass per structure)
     and compare their test R² seed by seed."""
     seeds = sw.st.confirm_seeds
-    plans = [sw.configs.plan(sw.configs.config(t.params)).with_seeds([s]) for t in (best, baseline) for s in seeds]
-    results = population.train(plans, lambda members: [Checkpoint()])  # type: ignore[list-item]
-    k = len(seeds)
+    best_runs, base_runs = population.train_seeds([sw.configs.plan(sw.configs.config(t.params))
+                                                   for t in (best, baseline)], seeds)
 
     def values(rs):
         return np.array([r.final.get(CONFIRM_METRIC, math.nan) if r.ok else math.nan for r in rs])
 
-    b, a = values(results[:k]), values(results[k:])
+    b, a = values(best_runs), values(base_runs)
     pair = stats.paired(b, a)
     verdict = stats.verdict(pair.diff, pair.t_p, higher_is_better=True)
     return {"seeds": seeds, "best": stats.mean_ci(b), "baseline": stats.mean_ci(a), "diff": pair.diff,
             "t_p": pair.t_p, "wilcoxon_p": pair.wilcoxon_p, "verdict": verdict, "best_values": b.tolist(),
             "baseline_values": a.tolist(), "curves": {
-                f"best (trial {best.number})": np.array([r.curves["val_mse"] for r in results[:k] if r.ok]),
-                "baseline": np.array([r.curves["val_mse"] for r in results[k:] if r.ok])}}
+                f"best (trial {best.number})": np.array([r.curves["val_mse"] for r in best_runs if r.ok]),
+                "baseline": np.array([r.curves["val_mse"] for r in base_runs if r.ok])}}
 
 
 def confirmation_text(c: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnexp import space
 from nnexp import study as studies
-from nnexp.config import compose, flat_params, mapping, project_root
+from nnexp.config import compose, flat_params, mapping, project_root, without_group
 from nnexp.errors import ConfigError
 from nnexp.interrupts import check
 from nnexp.sweep import Configs, SweepError, Worker
@@ -28,11 +28,6 @@ from nnexp.sweep_settings import Settings, make_pruner, make_sampler, settings
 from nnexp.tracking import Tracker
 
 SCRIPT = project_root() / "experiments" / "sweep.py"
-
-
-def base_overrides(overrides: Sequence[str]) -> list[str]:
-    """The overrides that shape every trial's config (all but the sweep's own settings)."""
-    return [o for o in overrides if not o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == "sweep"]
 
 
 def check_space(st: Settings, configs: Configs, choices: dict[str, str]) -> dict[str, Any]:
@@ -50,13 +45,6 @@ def check_space(st: Settings, configs: Configs, choices: dict[str, str]) -> dict
             if p is None or e.field.startswith("sweep."):
                 raise
             raise ConfigError(f"sweep.space.{p.name}", v, f"gives an invalid {p.path} ({e})") from None
-        except Exception as e:  # Hydra: an option that is not in the group
-            if p is None or not p.group:
-                raise
-            from nnexp.cli import group_options
-
-            raise ConfigError(f"sweep.space.{p.name}.choices", v, f"no such option in conf/{p.path}/; options: "
-                              f"{', '.join(group_options(p.path))}") from e
 
     plan = build(baseline, None, None)
     if st.metric.startswith("val") and len(plan.data.x_val) == 0:
@@ -79,22 +67,23 @@ class Sweep:
     """One process's view of a sweep: settings, study, tracking, and its worker."""
 
     def __init__(self, cfg: DictConfig, overrides: Sequence[str], worker_index: int | None = None) -> None:
-        self.cfg, self.overrides = cfg, list(overrides)
+        self.cfg = cfg
         self.coordinator = worker_index is None
         st = self.st = settings(cfg)
-        base = base_overrides(overrides)
+        base = without_group(overrides, "sweep")  # what shapes every trial's config
         choices = dict(compose(base, hydra_node=True).hydra.runtime.choices)
         self.configs = Configs(base, st.space)
         self.baseline = check_space(st, self.configs, choices)
         self.base_cfg = self.configs.composed()
         self.storage = studies.open_storage(st.storage)
         index = worker_index or 0
-        self.study, self.resumed = studies.open_study(
-            self.storage, st.study_name, fingerprint_parts(cfg, self.base_cfg, st), create=self.coordinator,
+        self.parts = fingerprint_parts(cfg, self.base_cfg, st)
+        self.study = studies.open_study(
+            self.storage, st.study_name, self.parts, create=self.coordinator,
             direction=st.direction, sampler=make_sampler(st, index), pruner=make_pruner(st), baseline=self.baseline)
         self.tracker = Tracker(cfg.tracking.uri, st.experiment)
         self.parent = self.open_parent() if self.coordinator else self.find_parent()
-        self.worker = Worker(st, self.configs, self.storage, self.study, self.tracker, self.parent, index)
+        self.worker = Worker(st, self.configs, self.storage, self.study, self.tracker, self.parent)
         if st.timeout:
             self.worker.deadline = time.monotonic() + st.timeout
 
@@ -118,9 +107,7 @@ class Sweep:
             except MlflowException:
                 pass  # the study is resumed against another tracking store: start a parent run there
         rid = self.tracker.start(f"sweep-{self.st.study_name}", {"nnexp.kind": "sweep", **self.settings_tags()})
-        sp = {k: v for k, v in mapping(self.cfg.sweep.space).items() if v is not None}
-        self.tracker.log(rid, params={**flat_params(self.base_cfg),
-                                      **flat_params(OmegaConf.create({"space": sp}))})
+        self.tracker.log(rid, params=self.parts)  # the base config, the space and the objective
         text = OmegaConf.to_yaml(OmegaConf.create({"sweep": mapping(self.cfg.sweep), **mapping(self.base_cfg)}))
         self.tracker.log_text(rid, text, "sweep.yaml")
         self.study.set_user_attr("nnexp.parent_run_id", rid)

@@ -67,13 +67,13 @@ def settings(cfg: DictConfig) -> Settings:
         raise ConfigError("sweep.direction", direction, f"{metric} is {kind}: expected {natural} (or null)")
     sampler = mapping(s.sampler)
     choice("sweep.sampler.name", sampler.get("name"), ["tpe", "random"])
-    _int(sampler.get("n_startup_trials", 1), "sweep.sampler.n_startup_trials", 0)
+    _int(sampler.get("n_startup_trials"), "sweep.sampler.n_startup_trials", 0)
     pruner = mapping(s.pruner)
     choice("sweep.pruner.name", pruner.get("name"), ["median", "hyperband", "none"])
     for k in ("n_startup_trials", "n_warmup_steps"):
-        _int(pruner.get(k, 0), f"sweep.pruner.{k}", 0)
+        _int(pruner.get(k), f"sweep.pruner.{k}", 0)
     for k in ("interval", "min_resource", "reduction_factor"):
-        _int(pruner.get(k, 2), f"sweep.pruner.{k}", 2 if k == "reduction_factor" else 1)
+        _int(pruner.get(k), f"sweep.pruner.{k}", 2 if k == "reduction_factor" else 1)
     eval_every = _int(s, "sweep.eval_every")
     if pruner["name"] != "none" and pruner["interval"] % eval_every:
         raise ConfigError("sweep.pruner.interval", pruner["interval"], f"expected a multiple of sweep.eval_every "
@@ -108,7 +108,7 @@ def make_sampler(st: Settings, worker: int) -> optuna.samplers.BaseSampler:
     seed = st.seed + worker  # workers must not replay each other's random start
     if st.sampler["name"] == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(st.sampler.get("n_startup_trials", 10)),
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(st.sampler["n_startup_trials"]),
                                       constant_liar=True, multivariate=True)
 
 

@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from nnexp import __version__  # noqa: E402
 from nnexp.config import project_root  # noqa: E402
 from nnexp.data import Dataset  # noqa: E402
-from nnexp.interrupts import check, deferred  # noqa: E402
+from nnexp.interrupts import deferred  # noqa: E402
 from nnexp.model import MLPSpec, Model  # noqa: E402
 from nnexp.train import Callback, ReplicaResult  # noqa: E402
 
@@ -251,7 +251,6 @@ class CurveLogger(Callback):
         self.last = time.monotonic()
 
     def on_epoch_end(self, epoch: int, replicas: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
-        check()  # an interrupt that a finaliser swallowed is raised here, between epochs
         stamp = int(time.time() * 1000)
         for k, values in metrics.items():
             for i, r in enumerate(replicas):

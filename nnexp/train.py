@@ -151,8 +151,8 @@ def fit(
     keep_temporaries_on_heap()
     R = net.R
     shuffle_seeds = np.broadcast_to(np.atleast_1d(shuffle_seeds), (R,))
-    shufflers = [stream(s, SHUFFLE_STREAM) for s in shuffle_seeds]
     shared = len(set(shuffle_seeds.tolist())) == 1  # e.g. a sweep's trials: same seed, other hyperparameters
+    shufflers = [stream(s, SHUFFLE_STREAM) for s in (shuffle_seeds[:1] if shared else shuffle_seeds)]
     x, y = np.ascontiguousarray(data.x_train.T), np.ascontiguousarray(data.y_train.T)  # feature-major
     n = x.shape[1]
     batch = min(int(batch_size), n)
@@ -233,7 +233,7 @@ def fit(
                 # (features, R, n) gathered in one call, seen as (R, features, n): rows stay contiguous
                 xs, ys = np.take(x, order, axis=1).swapaxes(0, 1), np.take(y, order, axis=1).swapaxes(0, 1)
             else:  # one replica, or replicas with one shuffle seed: one order, one (features, n) batch for all
-                order = shufflers[0].permutation(n)  # the stream every replica would draw; it advances each epoch
+                order = shufflers[0].permutation(n)  # the one stream all replicas would draw
                 # np.take keeps rows contiguous; x[:, order] would come out column-major and send BLAS
                 # down a transposed kernel, whose rounding differs from the batched pass
                 xs, ys = np.take(x, order, axis=1), np.take(y, order, axis=1)
