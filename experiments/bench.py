@@ -26,7 +26,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small arrays: threads only
 import bench_harness  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nnexp import data, model, optim, schedules, train  # noqa: E402
+from nnexp.engine import data, model, optim, schedules
+from nnexp.engine import loop as train  # noqa: E402
 
 SPEC = model.MLPSpec()
 EPOCHS = 60

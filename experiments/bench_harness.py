@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nnexp import ablation, plots, population
-from nnexp import sweep_run as sr
+from nnexp import plots, population
+from nnexp.ablations import study as ablation
 from nnexp.cli import with_default_group
 from nnexp.config import ConfigCache, compose, project_root
+from nnexp.sweeps import run as sr
 
 DEFAULT_P = 64
 TRIALS = {1: 128, 4: 128, 16: 256, 64: 384}
@@ -150,7 +151,7 @@ def section_quality() -> None:
 def _load(d: Path, name: str):
     import optuna
 
-    from nnexp.study import open_storage
+    from nnexp.sweeps.storage import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(f"journal:{d / 'optuna.log'}"))
 

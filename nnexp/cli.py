@@ -113,9 +113,9 @@ def run_sweep(argv: Sequence[str]) -> None:
         index = int(worker.split("=", 1)[1]) if "=" in worker else 1000 + os.getpid() % 100000
 
     def go():
-        from nnexp import sweep
         from nnexp.config import compose
-        from nnexp.sweep_run import run
+        from nnexp.sweeps import worker as sweep
+        from nnexp.sweeps.run import run
 
         cfg = compose(args)
         progress = SweepProgress() if index is None else None
@@ -138,7 +138,7 @@ def run_ablation(argv: Sequence[str]) -> None:
     precheck_overrides(args)
 
     def go():
-        from nnexp.ablation_report import AblationMismatch, main
+        from nnexp.ablations.report import AblationMismatch, main
         from nnexp.config import compose
 
         try:

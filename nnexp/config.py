@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nnexp import optim, schedules
-from nnexp.data import Dataset
+from nnexp.engine import optim, schedules
+from nnexp.engine.data import Dataset
+from nnexp.engine.loop import Callback, FitResult, fit
+from nnexp.engine.model import MLPSpec
+from nnexp.engine.network import Network
 from nnexp.errors import ConfigError, choice
 from nnexp.interrupts import Checkpoint
-from nnexp.model import MLPSpec
-from nnexp.network import Network
-from nnexp.train import Callback, FitResult, fit
 
 Array = np.ndarray
 Value = Any  # a scalar, or an (R,) array in a population

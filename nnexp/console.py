@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnexp.train import Callback
+from nnexp.engine.loop import Callback
 
 
 def interactive() -> bool:
@@ -60,7 +60,7 @@ class SweepProgress:
         self.t0 = time.monotonic()
 
     def __call__(self, worker) -> None:
-        from nnexp import study as studies
+        from nnexp.sweeps import storage as studies
 
         st = worker.st
         c = studies.counts(worker.study, st.n_trials)

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from nnexp.train import Callback
+from nnexp.engine.loop import Callback
 
 
 class _State:

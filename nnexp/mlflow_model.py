@@ -15,7 +15,7 @@ class NnexpModel(PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context):
-        from nnexp.model import Model
+        from nnexp.engine.model import Model
 
         self.model = Model.load(context.artifacts["model"])
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from nnexp.config import Plan
-from nnexp.train import Callback, ReplicaResult
+from nnexp.engine.loop import Callback, ReplicaResult
 
 Array = np.ndarray
 

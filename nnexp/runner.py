@@ -12,9 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from nnexp import plots
 from nnexp.config import Plan, build_plan, flat_params
 from nnexp.console import Progress
-from nnexp.model import Model
+from nnexp.engine.loop import DIVERGED, ReplicaResult
+from nnexp.engine.model import Model
 from nnexp.tracking import CurveLogger, Tracker, final_points
-from nnexp.train import DIVERGED, ReplicaResult
 
 
 @dataclass

@@ -29,10 +29,10 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 
 from nnexp import __version__  # noqa: E402
 from nnexp.config import project_root  # noqa: E402
-from nnexp.data import Dataset  # noqa: E402
+from nnexp.engine.data import Dataset  # noqa: E402
+from nnexp.engine.loop import Callback, ReplicaResult  # noqa: E402
+from nnexp.engine.model import MLPSpec, Model  # noqa: E402
 from nnexp.interrupts import deferred  # noqa: E402
-from nnexp.model import MLPSpec, Model  # noqa: E402
-from nnexp.train import Callback, ReplicaResult  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Updating database tables" on every new store
 logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -7,8 +7,9 @@ import pytest
 from conftest import run_script
 from mlflow import MlflowClient
 
-from nnexp import ablation, ablation_report
-from nnexp.ablation_report import AblationMismatch
+from nnexp.ablations import report as ablation_report
+from nnexp.ablations import study as ablation
+from nnexp.ablations.report import AblationMismatch
 from nnexp.cli import with_default_group
 from nnexp.config import compose
 from nnexp.errors import ConfigError

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nnexp import data
+from nnexp.engine import data
 from nnexp.errors import ConfigError
 
 

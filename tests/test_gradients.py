@@ -4,10 +4,10 @@ loss and penalty, on a single replica (unbatched) and on R = 3 replicas."""
 import numpy as np
 import pytest
 
-from nnexp import activations, losses
-from nnexp.layers import Activation, BatchNorm, Dense, Dropout
-from nnexp.model import MLPSpec
-from nnexp.network import Network
+from nnexp.engine import activations, losses
+from nnexp.engine.layers import Activation, BatchNorm, Dense, Dropout
+from nnexp.engine.model import MLPSpec
+from nnexp.engine.network import Network
 
 EPS = 1e-6
 TOL = 1e-6

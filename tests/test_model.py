@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from nnexp import data, model, optim, schedules, train
+from nnexp.engine import data, model, optim, schedules
+from nnexp.engine import loop as train
 from nnexp.errors import ConfigError
 
 

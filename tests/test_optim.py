@@ -4,7 +4,7 @@ per-replica hyperparameters, and dropping replicas from the state."""
 import numpy as np
 import pytest
 
-from nnexp import optim
+from nnexp.engine import optim
 
 SETTINGS = {  # (name, kwargs, lr) that converge on both problems
     "sgd": ({}, 1e-3),

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from test_train import assert_same_run
 
-from nnexp import config, population, train
+from nnexp import config, population
+from nnexp.engine import loop as train
 
 EPOCHS = 25
 

@@ -19,7 +19,7 @@ from test_sweep import args_for, assert_complete_and_unique, load, wait_for
 
 from nnexp import cli, config, runner
 from nnexp.interrupts import handled
-from nnexp.study import open_storage
+from nnexp.sweeps.storage import open_storage
 
 CSV_CASES = {
     "empty": ("", "the file is empty"),

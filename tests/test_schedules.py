@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nnexp import schedules
+from nnexp.engine import schedules
 
 
 def test_step_decay_is_the_seed_formula():

@@ -14,11 +14,11 @@ import pytest
 from conftest import ROOT, run_script
 from mlflow import MlflowClient
 
-from nnexp import sweep_run
 from nnexp.cli import with_default_group
 from nnexp.config import compose
 from nnexp.errors import ConfigError
-from nnexp.study import open_storage
+from nnexp.sweeps import run as sweep_run
+from nnexp.sweeps.storage import open_storage
 
 FINAL = ("COMPLETE", "PRUNED", "FAIL")
 
@@ -144,7 +144,7 @@ def test_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(tmp_path)
 
 
 def test_too_many_failures_in_a_row_stop_the_sweep(tmp_path):
-    from nnexp.sweep import SweepError
+    from nnexp.sweeps.worker import SweepError
 
     with pytest.raises(SweepError, match="failed in a row"):
         run_sweep(args_for(tmp_path, "model.output_activation=identity", "schedule=constant",

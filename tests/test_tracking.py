@@ -70,7 +70,7 @@ def test_logged_model_predicts_like_the_engine_and_holds_no_pickle(tracked):
     mlflow.set_tracking_uri(store)
     loaded = mlflow.pyfunc.load_model(f"runs:/{s.run_id}/model")
     plan = config.build_plan(cfg_for(store))
-    from nnexp.model import Model
+    from nnexp.engine.model import Model
 
     engine = Model.from_state(plan.spec, s.result.state, plan.data.scaler)
     x = np.random.default_rng(0).uniform(-2, 2, (25, 4))

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from nnexp import losses
+from nnexp.engine import losses
 from nnexp.errors import choice
 
 Array = np.ndarray

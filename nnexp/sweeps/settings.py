@@ -8,9 +8,9 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp import space
 from nnexp.config import mapping
 from nnexp.errors import ConfigError, choice
+from nnexp.sweeps import space
 
 METRICS = ("val_r2", "val_mse", "train_r2", "train_mse")
 

@@ -21,14 +21,15 @@ import numpy as np
 import optuna
 from omegaconf import DictConfig
 
-from nnexp import population, space
-from nnexp import study as studies
+from nnexp import population
 from nnexp.config import ConfigCache, Plan, flat_params
+from nnexp.engine.loop import COMPLETED, DIVERGED, PRUNED, STOPPED, Callback, ReplicaResult
 from nnexp.errors import ConfigError
 from nnexp.interrupts import check, deferred
-from nnexp.sweep_settings import Settings
+from nnexp.sweeps import space
+from nnexp.sweeps import storage as studies
+from nnexp.sweeps.settings import Settings
 from nnexp.tracking import Tracker, curve_metrics, final_points
-from nnexp.train import COMPLETED, DIVERGED, PRUNED, STOPPED, Callback, ReplicaResult
 
 TrialState = optuna.trial.TrialState
 

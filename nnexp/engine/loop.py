@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnexp import losses
-from nnexp._alloc import keep_temporaries_on_heap
-from nnexp.data import Dataset
+from nnexp.engine import losses
+from nnexp.engine._alloc import keep_temporaries_on_heap
+from nnexp.engine.data import Dataset
+from nnexp.engine.network import SHUFFLE_STREAM, Network, stream
+from nnexp.engine.optim import Transform, take_rows
+from nnexp.engine.schedules import Schedule
 from nnexp.errors import ConfigError
-from nnexp.network import SHUFFLE_STREAM, Network, stream
-from nnexp.optim import Transform, take_rows
-from nnexp.schedules import Schedule
 
 Array = np.ndarray
 SPLITS = ("train", "val", "test")

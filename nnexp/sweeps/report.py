@@ -15,8 +15,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nnexp import plots, population, stats
-from nnexp import study as studies
 from nnexp.console import table
+from nnexp.sweeps import storage as studies
 from nnexp.tracking import curve_metrics
 
 CONFIRM_METRIC = "test_r2"

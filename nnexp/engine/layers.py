@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnexp import activations as acts
-from nnexp import init as inits
+from nnexp.engine import activations as acts
+from nnexp.engine import init as inits
 
 Array = np.ndarray
 

@@ -13,7 +13,7 @@ from typing import cast
 
 import numpy as np
 
-from nnexp.layers import Layer
+from nnexp.engine.layers import Layer
 
 Array = np.ndarray
 

@@ -18,13 +18,13 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp import space
-from nnexp import study as studies
 from nnexp.config import compose, flat_params, mapping, project_root, without_group
 from nnexp.errors import ConfigError
 from nnexp.interrupts import check
-from nnexp.sweep import Configs, SweepError, Worker
-from nnexp.sweep_settings import Settings, make_pruner, make_sampler, settings
+from nnexp.sweeps import space
+from nnexp.sweeps import storage as studies
+from nnexp.sweeps.settings import Settings, make_pruner, make_sampler, settings
+from nnexp.sweeps.worker import Configs, SweepError, Worker
 from nnexp.tracking import Tracker
 
 SCRIPT = project_root() / "experiments" / "sweep.py"
@@ -163,7 +163,7 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
 def run(cfg: DictConfig, overrides: Sequence[str], worker_index: int | None = None,
         on_population: Callable[[Worker], None] | None = None):
     """A whole sweep (coordinator) or one worker's share of it. Returns the coordinator's summary."""
-    from nnexp.sweep_report import summarize
+    from nnexp.sweeps.report import summarize
 
     sw = Sweep(cfg, overrides, worker_index)
     sw.worker.on_population = on_population

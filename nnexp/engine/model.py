@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nnexp import activations, init
-from nnexp.data import Scaler
+from nnexp.engine import activations, init
+from nnexp.engine.data import Scaler
+from nnexp.engine.layers import Activation, BatchNorm, Dense, Dropout, Layer
+from nnexp.engine.network import Network
 from nnexp.errors import ConfigError, choice
-from nnexp.layers import Activation, BatchNorm, Dense, Dropout, Layer
-from nnexp.network import Network
 
 Array = np.ndarray
 FORMAT = "nnexp-mlp/1"

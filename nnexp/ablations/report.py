@@ -16,7 +16,19 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from nnexp import plots, stats
-from nnexp.ablation import BASELINE, METRICS, Outcome, Row, Study, analyse, compare, parse, prepare, results_json, run
+from nnexp.ablations.study import (
+    BASELINE,
+    METRICS,
+    Outcome,
+    Row,
+    Study,
+    analyse,
+    compare,
+    parse,
+    prepare,
+    results_json,
+    run,
+)
 from nnexp.config import ConfigCache, compose, flat_params, mapping, project_root, without_group
 from nnexp.errors import ConfigError
 

@@ -18,8 +18,8 @@ from omegaconf import DictConfig
 
 from nnexp import population, stats
 from nnexp.config import ConfigCache, Plan, mapping
+from nnexp.engine.loop import ReplicaResult
 from nnexp.errors import ConfigError, choice
-from nnexp.train import ReplicaResult
 
 BASELINE = "baseline"
 # metric: higher is better?
