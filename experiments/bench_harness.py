@@ -18,7 +18,8 @@ import numpy as np
 from nnexp import plots, population
 from nnexp.ablations import study as ablation
 from nnexp.cli import with_default_group
-from nnexp.config import ConfigCache, compose, project_root
+from nnexp.config import ConfigCache, compose
+from nnexp.paths import project_root
 from nnexp.sweeps import run as sr
 
 DEFAULT_P = 64

@@ -8,9 +8,9 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nnexp.config import CONF_DIR, group_options
 from nnexp.errors import ConfigError, choice
 from nnexp.interrupts import handled, sigterm_interrupts
+from nnexp.paths import CONF_DIR, group_options
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 

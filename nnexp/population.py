@@ -15,8 +15,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from nnexp.config import Plan
 from nnexp.engine.loop import Callback, ReplicaResult
+from nnexp.plan import Plan
 
 Array = np.ndarray
 

@@ -10,10 +10,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from nnexp import plots
-from nnexp.config import Plan, build_plan, flat_params
+from nnexp.config import flat_params
 from nnexp.console import Progress
 from nnexp.engine.loop import DIVERGED, ReplicaResult
 from nnexp.engine.model import Model
+from nnexp.plan import Plan, build_plan
 from nnexp.tracking import CurveLogger, Tracker, final_points
 
 

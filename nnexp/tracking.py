@@ -28,11 +28,11 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from nnexp import __version__  # noqa: E402
-from nnexp.config import project_root  # noqa: E402
 from nnexp.engine.data import Dataset  # noqa: E402
 from nnexp.engine.loop import Callback, ReplicaResult  # noqa: E402
 from nnexp.engine.model import MLPSpec, Model  # noqa: E402
 from nnexp.interrupts import deferred  # noqa: E402
+from nnexp.paths import project_root  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Updating database tables" on every new store
 logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -6,17 +6,18 @@ from test_train import assert_same_run
 
 from nnexp import config, population
 from nnexp.engine import loop as train
+from nnexp.plan import build_plan as plan_of
 
 EPOCHS = 25
 
 
 @pytest.fixture(scope="module")
 def data():
-    return config.build_plan(config.compose()).data
+    return plan_of(config.compose()).data
 
 
 def plan(data, *overrides):
-    return config.build_plan(config.compose([f"trainer.epochs={EPOCHS}", *overrides]), data=data)
+    return plan_of(config.compose([f"trainer.epochs={EPOCHS}", *overrides]), data=data)
 
 
 def test_members_equal_their_plans_trained_alone(data):

@@ -10,7 +10,9 @@ from conftest import ROOT, run_script
 from mlflow import MlflowClient
 
 from nnexp import config, runner
+from nnexp import plan as plans
 from nnexp.errors import ConfigError
+from nnexp.plan import build_plan as plan_of
 
 CURVES = ["train_mse", "val_mse", "test_mse", "train_r2", "val_r2", "test_r2", "lr"]
 
@@ -54,7 +56,7 @@ def test_run_records_config_plots_dataset_and_provenance(tracked):
     assert len(tags["mlflow.source.git.commit"]) >= 7 and tags["git_dirty"] in ("true", "false")
     assert tags["numpy_version"] == np.__version__ and "python_version" in tags and "nnexp_version" in tags
     inputs = run.inputs.dataset_inputs
-    assert inputs and inputs[0].dataset.digest == config.build_plan(cfg_for(store)).data.digest()
+    assert inputs and inputs[0].dataset.digest == plan_of(cfg_for(store)).data.digest()
     png = Path(client.download_artifacts(s.run_id, "plots/residuals.png")).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -69,7 +71,7 @@ def test_logged_model_predicts_like_the_engine_and_holds_no_pickle(tracked):
     store, s, client = tracked
     mlflow.set_tracking_uri(store)
     loaded = mlflow.pyfunc.load_model(f"runs:/{s.run_id}/model")
-    plan = config.build_plan(cfg_for(store))
+    plan = plan_of(cfg_for(store))
     from nnexp.engine.model import Model
 
     engine = Model.from_state(plan.spec, s.result.state, plan.data.scaler)
@@ -109,7 +111,7 @@ def test_an_interrupted_run_is_killed_not_left_running(store, monkeypatch):
     def interrupt(self, callbacks=()):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(config.Plan, "fit", interrupt)
+    monkeypatch.setattr(plans.Plan, "fit", interrupt)
     with pytest.raises(KeyboardInterrupt):
         runner.train(cfg_for(store), progress=False)
     runs = MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("nnexp").experiment_id])
@@ -141,7 +143,7 @@ def test_every_config_composes_and_builds(group, option, tmp_path):
         rng = np.random.default_rng(0)
         csv.write_text("a,b,c,d,y\n" + "".join(",".join(f"{v:.3f}" for v in row) + "\n" for row in rng.random((40, 5))))
         overrides += [f"data.path={csv}", "data.target=y"]
-    plan = config.build_plan(config.compose(overrides))
+    plan = plan_of(config.compose(overrides))
     assert plan.spec.sizes[0] == plan.data.n_features and plan.epochs >= 1
 
 
@@ -171,7 +173,7 @@ def test_every_config_composes_and_builds(group, option, tmp_path):
 )
 def test_bad_values_are_refused_before_training(overrides, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        config.build_plan(config.compose(overrides))
+        plan_of(config.compose(overrides))
 
 
 @pytest.mark.parametrize(

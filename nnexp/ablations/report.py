@@ -29,8 +29,9 @@ from nnexp.ablations.study import (
     results_json,
     run,
 )
-from nnexp.config import ConfigCache, compose, flat_params, mapping, project_root, without_group
+from nnexp.config import ConfigCache, compose, flat_params, mapping, without_group
 from nnexp.errors import ConfigError
+from nnexp.paths import project_root
 
 LABELS = {"test_r2": "test R²", "val_r2": "val R²", "train_mse": "train MSE", "test_mse": "test MSE",
           "gap_mse": "gap (test − train MSE)", "epochs_to_target": "epochs to target"}

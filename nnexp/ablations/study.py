@@ -17,9 +17,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 from nnexp import population, stats
-from nnexp.config import ConfigCache, Plan, mapping
+from nnexp.config import ConfigCache, mapping
 from nnexp.engine.loop import ReplicaResult
 from nnexp.errors import ConfigError, choice
+from nnexp.plan import Plan
 
 BASELINE = "baseline"
 # metric: higher is better?

@@ -18,9 +18,10 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp.config import compose, flat_params, mapping, project_root, without_group
+from nnexp.config import compose, flat_params, mapping, without_group
 from nnexp.errors import ConfigError
 from nnexp.interrupts import check
+from nnexp.paths import project_root
 from nnexp.sweeps import space
 from nnexp.sweeps import storage as studies
 from nnexp.sweeps.settings import Settings, make_pruner, make_sampler, settings

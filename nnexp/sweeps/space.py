@@ -21,8 +21,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp.config import CONF_DIR, group_options, mapping
+from nnexp.config import mapping
 from nnexp.errors import ConfigError, choice
+from nnexp.paths import CONF_DIR, group_options
 
 KINDS = ("float", "int", "categorical")
 FIELDS = ("path", "type", "low", "high", "log", "step", "choices", "when")

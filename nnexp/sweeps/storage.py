@@ -31,9 +31,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nnexp.config import project_root
 from nnexp.errors import ConfigError
 from nnexp.interrupts import deferred
+from nnexp.paths import project_root
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -22,10 +22,11 @@ import optuna
 from omegaconf import DictConfig
 
 from nnexp import population
-from nnexp.config import ConfigCache, Plan, flat_params
+from nnexp.config import ConfigCache, flat_params
 from nnexp.engine.loop import COMPLETED, DIVERGED, PRUNED, STOPPED, Callback, ReplicaResult
 from nnexp.errors import ConfigError
 from nnexp.interrupts import check, deferred
+from nnexp.plan import Plan
 from nnexp.sweeps import space
 from nnexp.sweeps import storage as studies
 from nnexp.sweeps.settings import Settings
