@@ -16,7 +16,9 @@ EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
-    sys.stderr.write("error: " + textwrap.fill(message, 100, subsequent_indent="  ") + "\n")
+    # paths and commands in a message stay whole on one line, so they can be copied (not cut at a hyphen)
+    sys.stderr.write("error: " + textwrap.fill(message, 100, subsequent_indent="  ", break_long_words=False,
+                                               break_on_hyphens=False) + "\n")
     sys.exit(code)
 
 

@@ -1,4 +1,4 @@
-"""The one exception type for mistakes a user can fix (bad config values, bad data files)."""
+"""The exception types for mistakes a user can fix: bad config values, bad data files, stores that refuse writes."""
 
 from __future__ import annotations
 
@@ -23,3 +23,13 @@ def choice(field: str, value: object, options: Iterable[str]) -> str:
     close = difflib.get_close_matches(str(value), options, n=3)
     hint = f"Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigError(field, value, f"expected one of {', '.join(options)}", hint)
+
+
+class StoreError(ConfigError):
+    """A store (tracking database, Optuna storage, artifact directory) that cannot be written: a full
+    disk, a read-only file system, no permission. The message names the store, says what was and was
+    not written, and what to do; the command line prints it like any ConfigError (exit 2)."""
+
+    def __init__(self, field: str, store: str, message: str) -> None:
+        self.field, self.value, self.allowed = field, store, message
+        ValueError.__init__(self, f"{field}: {message}")
