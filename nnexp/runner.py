@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp import plots
+from nnexp import faults, plots
 from nnexp.config import flat_params
 from nnexp.console import Progress
 from nnexp.engine.loop import DIVERGED, ReplicaResult
@@ -72,7 +72,12 @@ def train(cfg: DictConfig, progress: bool | None = None) -> RunSummary:
     t0 = time.perf_counter()
     plan = build_plan(cfg)
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
-    run_id = tracker.start(cfg.tracking.get("run_name"), {"nnexp.kind": "run"})
+    store = {"mlflow": ("tracking.uri", tracker.uri)}
+    try:
+        run_id = tracker.start(cfg.tracking.get("run_name"), {"nnexp.kind": "run"})
+    except Exception as e:
+        faults.explain(e, store, "No run was created.")
+        raise
     status = "KILLED"
     try:
         tracker.log(run_id, params=flat_params(cfg))
@@ -82,8 +87,12 @@ def train(cfg: DictConfig, progress: bool | None = None) -> RunSummary:
         status, metrics = log_outcome(tracker, run_id, plan, result, cfg, cfg.tracking.log_model, cfg.tracking.plots)
     except BaseException as e:
         status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
-        tracker.log(run_id, tags={"nnexp.failure_reason": f"{type(e).__name__}: {e}"[:5000]})
-        tracker.end(run_id, status)
+        reason = f"{type(e).__name__}: {e}"[:5000]
+        # a store that refused a write may refuse these too: then the fault is reported, not them
+        faults.best_effort(e, lambda: tracker.log(run_id, tags={"nnexp.failure_reason": reason}))
+        ended = faults.best_effort(e, lambda: tracker.end(run_id, status))
+        faults.explain(e, store, f"Run {run_id} was ended {status}." if ended else
+                       f"Run {run_id} could not be ended and shows RUNNING.")
         raise
     return RunSummary(run_id, status, result, metrics, tracker.uri, tracker.experiment_id, time.perf_counter() - t0)
 

@@ -18,6 +18,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
+from nnexp import faults
 from nnexp.config import compose, flat_params, mapping, without_group
 from nnexp.errors import ConfigError
 from nnexp.interrupts import check
@@ -26,7 +27,7 @@ from nnexp.sweeps import space
 from nnexp.sweeps import storage as studies
 from nnexp.sweeps.settings import Settings, make_pruner, make_sampler, settings
 from nnexp.sweeps.worker import Configs, SweepError, Worker
-from nnexp.tracking import Tracker
+from nnexp.tracking import Tracker, resolve_uri
 
 SCRIPT = project_root() / "experiments" / "sweep.py"
 
@@ -77,12 +78,12 @@ class Sweep:
         self.baseline = check_space(st, self.configs, choices)
         self.base_cfg = self.configs.composed()
         self.storage = studies.open_storage(st.storage)
+        self.tracker = Tracker(cfg.tracking.uri, st.experiment)  # both stores open (or refused) before any write
         index = worker_index or 0
         self.parts = fingerprint_parts(cfg, self.base_cfg, st)
         self.study = studies.open_study(
             self.storage, st.study_name, self.parts, create=self.coordinator,
             direction=st.direction, sampler=make_sampler(st, index), pruner=make_pruner(st), baseline=self.baseline)
-        self.tracker = Tracker(cfg.tracking.uri, st.experiment)
         self.parent = self.open_parent() if self.coordinator else self.find_parent()
         self.worker = Worker(st, self.configs, self.storage, self.study, self.tracker, self.parent)
         if st.timeout:
@@ -161,34 +162,58 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
+STOPPED = ("Trials in progress went back to WAITING (any the Optuna storage refused are re-run once "
+           "sweep.heartbeat.grace seconds have passed); runs not recorded whole were ended FAILED where the tracking "
+           "store allowed it, and are replaced when their trials run again.")
+
+
 def run(cfg: DictConfig, overrides: Sequence[str], worker_index: int | None = None,
         on_population: Callable[[Worker], None] | None = None):
     """A whole sweep (coordinator) or one worker's share of it. Returns the coordinator's summary."""
+    try:
+        return _run(cfg, overrides, worker_index, on_population)
+    except Exception as e:  # a store that refuses writes (full, read-only) while the sweep starts
+        faults.explain(e, stores(cfg), "No trial was run.")
+        raise
+
+
+def stores(cfg: DictConfig) -> dict[str, tuple[str, str]]:
+    """The sweep's stores by library, for a StoreError: (config field, store)."""
+    return {"optuna": ("sweep.storage", studies.describe(cfg.sweep.get("storage"))),
+            "mlflow": ("tracking.uri", resolve_uri(cfg.tracking.get("uri")))}
+
+
+def _run(cfg: DictConfig, overrides: Sequence[str], worker_index: int | None,
+         on_population: Callable[[Worker], None] | None):
     from nnexp.sweeps.report import summarize
 
     sw = Sweep(cfg, overrides, worker_index)
     sw.worker.on_population = on_population
     if not sw.coordinator:
-        sw.worker.run()
+        try:
+            sw.worker.run()
+        except Exception as e:
+            faults.explain(e, stores(cfg), STOPPED)
+            raise
         return None
     procs = spawn_workers(sw.st.workers - 1, overrides) if sw.st.workers > 1 else []
-    status, reason = "KILLED", "interrupted"
     try:
         sw.worker.run()
         for p in procs:
             p.wait()
         sw.finish_leftovers()
         summary = summarize(sw)
-        status = "FINISHED"
-        return summary
-    except SweepError as e:
-        status, reason = "FAILED", str(e)
-        raise
-    except Exception as e:
-        status, reason = "FAILED", f"{type(e).__name__}: {e}"
-        raise
-    finally:
+    except BaseException as e:
         stop_workers(procs)
-        if status != "FINISHED":
-            sw.tracker.log(sw.parent, tags={"nnexp.failure_reason": reason[:5000]})
-        sw.tracker.end(sw.parent, status)
+        status, reason = ("FAILED", str(e) if isinstance(e, SweepError) else f"{type(e).__name__}: {e}") \
+            if isinstance(e, Exception) else ("KILLED", "interrupted")
+        # a store that refused a write may refuse these too: then the fault is reported, not them
+        faults.best_effort(e, lambda: sw.tracker.log(sw.parent, tags={"nnexp.failure_reason": reason[:5000]}))
+        ended = faults.best_effort(e, lambda: sw.tracker.end(sw.parent, status))
+        faults.explain(e, stores(cfg), STOPPED + (f" The sweep's parent run was ended {status}." if ended else
+                                                  " The sweep's parent run could not be ended: it shows RUNNING "
+                                                  "until the sweep is run again."))
+        raise
+    stop_workers(procs)
+    sw.tracker.end(sw.parent, "FINISHED")
+    return summary

@@ -21,7 +21,7 @@ import numpy as np
 import optuna
 from omegaconf import DictConfig
 
-from nnexp import population
+from nnexp import faults, population
 from nnexp.config import ConfigCache, flat_params
 from nnexp.engine.loop import COMPLETED, DIVERGED, PRUNED, STOPPED, Callback, ReplicaResult
 from nnexp.errors import ConfigError
@@ -150,8 +150,8 @@ class Worker:
                 except ConfigError as e:
                     m.error = f"invalid trial config: {e}"
                 self.timing["config"] += time.perf_counter() - t1
-        except BaseException:
-            studies.put_back(self.storage, sid, [m.trial.number for m in members])
+        except BaseException as e:
+            faults.best_effort(e, lambda: studies.put_back(self.storage, sid, [m.trial.number for m in members]))
             raise
         return members
 
@@ -182,6 +182,8 @@ class Worker:
                 except SweepError:
                     raise
                 except Exception as e:  # a bug or an unforeseen numerical fault: these trials fail, the sweep goes on
+                    if faults.cause(e):  # a store that refuses writes is no fault of the trials: the sweep stops
+                        raise
                     reason = f"training raised {type(e).__name__}: {e}"
                     for m in ok:
                         if m.trial.number in open_:
@@ -189,9 +191,14 @@ class Worker:
                             self.finish(m, None, label, start_ms, open_)
                 inside = sum(self.timing[k] - outer[k] for k in outer)
                 self.timing["train"] += time.perf_counter() - t0 - inside
-        finally:
-            # interrupted: the members not yet recorded go back to WAITING, to be re-run by the next ask
-            studies.put_back(self.storage, sid, sorted(open_))
+        except BaseException as e:
+            # interrupted, or a store refused a write: the members not yet recorded go back to WAITING, to be
+            # re-run by the next ask; after a store fault marked reclaimed, so that the re-run drops a run of
+            # theirs left half-written (if the Optuna storage refuses this too, they are reclaimed once stale)
+            fault = faults.cause(e) is not None
+            faults.best_effort(e, lambda: studies.put_back(self.storage, sid, sorted(open_), reclaimed=fault))
+            raise
+        studies.put_back(self.storage, sid, sorted(open_))
 
     def finish(self, m: Member, result: ReplicaResult | None, label: str, start_ms: int, open_: set[int]) -> None:
         """Record one member: its MLflow child run, then its Optuna trial's end (never half of it)."""
@@ -255,8 +262,12 @@ class Worker:
             points = curve_metrics(curves)
             if result.final and m.plan is not None:
                 points += final_points(result, m.plan.spec, curves)[1]
-        self.tracker.log(run_id, params=params, metrics=points)
-        self.tracker.end(run_id, "FAILED" if state == TrialState.FAIL else "FINISHED")
+        try:
+            self.tracker.log(run_id, params=params, metrics=points)
+            self.tracker.end(run_id, "FAILED" if state == TrialState.FAIL else "FINISHED")
+        except Exception as e:  # a store that refused a write: the run is not left RUNNING if it can be ended
+            faults.best_effort(e, lambda: self.tracker.end(run_id, "FAILED"))
+            raise
         return run_id
 
 
