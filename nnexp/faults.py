@@ -148,7 +148,7 @@ def reserve(store: Path) -> None:
     if path.exists():
         return
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except OSError:  # another process is making it, or the directory refuses: nothing to keep
         return
     try:

@@ -229,11 +229,12 @@ def first_bad_record(path: Path) -> tuple[int, int, int] | None:
 
 
 def torn_in_the_middle(path: Path, index: int, offset: int, after: int) -> StoreError:
+    records = f"{after} record{'' if after == 1 else 's'}"
     return StoreError("sweep.storage", f"journal:{path}", (
         f"record {index + 1} of the journal {path}, at byte {offset}, is not a whole record, and Optuna cannot "
-        f"read it or the {after} records after it. Nothing was changed. If it was torn by a crash "
-        "or a full disk and then written after (nnexp did that before it cut torn records off), no worker ever "
-        "read past it either, and cutting the file there gives the study back as the workers last saw it: "
+        f"read it or the {records} after it. Nothing was changed. If it was torn by a crash or a full disk and "
+        "then written after (nnexp did that before it cut torn records off), no worker ever read past it "
+        "either, and cutting the file there gives the study back as the workers last saw it: "
         f"`cp {path} {path}.bak && truncate -s {offset} {path}`, then run the same command again (trials "
         "recorded after that point are run again). If the file was damaged otherwise (a disk error), the cut "
         "loses those records: move the file aside and start the study again instead."))
