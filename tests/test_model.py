@@ -83,3 +83,78 @@ def test_predict_checks_input_shape(tmp_path):
     m = model.Model.from_state(model.MLPSpec(), model.MLPSpec().build(0).state(0), data.seed_regression().scaler)
     with pytest.raises(ValueError, match=r"\(n, 4\)"):
         m.predict(np.zeros((3, 5)))
+
+
+# ---- names: kept in spec.json, used by predict ----
+
+
+def _named(tmp_path):
+    """A model trained on a table with features a, b and target y, saved to tmp_path / 'm'."""
+    d = data.load_csv(_csv(tmp_path), target="y")
+    spec = model.MLPSpec(sizes=(2, 5, 1), batch_norm=True)
+    r = train.fit(spec.build(3), optim.make("adam"), schedules.constant(0.01), d, epochs=5, batch_size=8,
+                  shuffle_seeds=3)[0]
+    m = model.Model.from_state(spec, r.state, d.scaler, {}, d.feature_names, d.target_name)
+    return m, m.save(tmp_path / "m")
+
+
+def test_feature_and_target_names_are_saved_and_loaded(tmp_path):
+    m, out = _named(tmp_path)
+    doc = json.loads((out / "spec.json").read_text())
+    assert doc["format"] == "nnexp-mlp/2" and doc["features"] == ["a", "b"] and doc["target"] == "y"
+    loaded = model.Model.load(out)
+    assert loaded.feature_names == ("a", "b") and loaded.target_name == "y"
+
+
+def test_files_without_names_still_load_with_default_names(tmp_path):
+    m, out = _named(tmp_path)
+    doc = json.loads((out / "spec.json").read_text())
+    doc["format"] = "nnexp-mlp/1"
+    del doc["features"], doc["target"]
+    (out / "spec.json").write_text(json.dumps(doc))
+    loaded = model.Model.load(out)
+    assert loaded.feature_names == ("x1", "x2") and loaded.target_name == "y"
+    x = np.random.default_rng(0).random((4, 2))
+    np.testing.assert_array_equal(loaded.predict(x), m.predict(x))
+
+
+def test_predict_takes_named_columns_by_name_in_any_order(tmp_path):
+    import pandas as pd
+
+    m, _ = _named(tmp_path)
+    x = np.random.default_rng(0).random((6, 2)) * 10
+    expected = m.predict(x)
+    np.testing.assert_array_equal(m.predict({"b": x[:, 1], "a": x[:, 0]}), expected)
+    np.testing.assert_array_equal(m.predict(pd.DataFrame({"b": x[:, 1], "a": x[:, 0]})), expected)
+    np.testing.assert_array_equal(m.predict(pd.DataFrame(x, columns=["a", "b"])[["b", "a"]]), expected)
+    assert not np.allclose(m.predict(x[:, ::-1]), expected)  # the same values by position are another input
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"b": [1.0]}, r"missing \['a'\]\. The model takes 2 named columns, in any order: \['a', 'b'\]"),
+        ({"a": [1.0], "b": [2.0], "c": [3.0]}, r"unknown \['c'\]\..*\['a', 'b'\]"),
+        ({"A": [1.0], "b": [2.0]}, r"missing \['a'\]; unknown \['A'\]"),
+        ({"a": [1.0], "b": ["x"]}, r"input column 'b': expected one number per row"),
+        ({"a": [1.0, 2.0], "b": [2.0]}, r"different lengths"),
+        ({"a": [1.0], "b": [float("nan")]}, r"NaN or infinite values in column\(s\) \['b'\]"),
+    ],
+)
+def test_predict_refuses_columns_that_do_not_match(tmp_path, columns, message):
+    m, _ = _named(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        m.predict(columns)
+
+
+def test_predict_refuses_unnamed_or_repeated_table_columns(tmp_path):
+    import pandas as pd
+
+    m, _ = _named(tmp_path)
+    with pytest.raises(ValueError, match=r"unknown \[0, 1\].*without column names"):
+        m.predict(pd.DataFrame(np.zeros((3, 2))))
+    with pytest.raises(ValueError, match=r"repeated \['a'\]"):
+        m.predict(pd.DataFrame(np.zeros((3, 3)), columns=["a", "b", "a"]))
+    with pytest.raises(ValueError, match=r"shape \(n, 2\).*\['a', 'b'\]"):
+        m.predict(np.zeros((3, 3)))
+
