@@ -158,3 +158,162 @@ def test_predict_refuses_unnamed_or_repeated_table_columns(tmp_path):
     with pytest.raises(ValueError, match=r"shape \(n, 2\).*\['a', 'b'\]"):
         m.predict(np.zeros((3, 3)))
 
+
+# ---- loading trusts neither file ----
+
+
+def _tamper_spec(out, change):
+    doc = json.loads((out / "spec.json").read_text())
+    change(doc)
+    (out / "spec.json").write_text(json.dumps(doc))
+
+
+def _set(path, value):
+    def change(doc):
+        *parents, leaf = path.split(".")
+        node = doc
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_set("format", "nnexp-mlp/9"), "not an nnexp model: format 'nnexp-mlp/9'"),
+        (_set("extra", 1), r"the file: unknown field\(s\) \['extra'\]"),
+        (lambda d: d.pop("scaler"), r"the file: missing field\(s\) \['scaler'\]"),
+        (_set("spec.sizes", [2, True, 1]), "spec.sizes: expected 2 to 65 layer widths"),
+        (_set("spec.sizes", [2, 5.0, 1]), "spec.sizes"),
+        (_set("spec.sizes", [2, 0, 1]), "spec.sizes"),
+        (_set("spec.sizes", [2, 5, 1] * 30), "spec.sizes"),
+        (_set("spec.sizes", "[2, 5, 1]"), "spec.sizes"),
+        (_set("spec.sizes", [2, 5000, 5000, 1]), "25,045,001 parameters, more than the 10,000,000"),
+        (_set("spec.hidden_activation", "__import__('os')"), "spec.hidden_activation: .* is not one of"),
+        (_set("spec.init", ["xavier_uniform"]), "spec.init"),
+        (_set("spec.batch_norm", "yes"), "spec.batch_norm: expected true or false"),
+        (_set("spec.dropout", 1.5), r"spec.dropout: expected a probability in \[0, 1\)"),
+        (_set("spec.leaky_relu_alpha", float("nan")), "spec.leaky_relu_alpha"),
+        (_set("spec.surprise", 1), r"spec: unknown field\(s\) \['surprise'\]"),
+        (_set("scaler.x_mean", [0.0]), r"scaler.x_mean: expected 2 finite numbers"),
+        (_set("scaler.x_mean", [0.0, float("inf")]), "scaler.x_mean"),
+        (_set("scaler.x_std", [1.0, 0.0]), r"scaler.x_std: expected standard deviations > 0"),
+        (_set("scaler.y_range", -1.0), "scaler.y_range"),
+        (_set("scaler.y_min", "0"), "scaler.y_min"),
+        (_set("features", ["a"]), r"features: expected a list of 2 names"),
+        (_set("features", ["a", "a"]), r"features: names must be distinct"),
+        (_set("features", ["a", 3]), r"features: expected names of 1 to 256 characters"),
+        (_set("target", ""), "target: expected a name"),
+        (_set("meta", []), "meta: expected an object"),
+    ],
+)
+def test_load_refuses_a_bad_spec_naming_the_file_and_the_problem(tmp_path, change, message):
+    _, out = _named(tmp_path)
+    _tamper_spec(out, change)
+    with pytest.raises(ValueError, match=r"spec\.json: .*" + message):
+        model.Model.load(out)
+
+
+def test_load_refuses_unreadable_specs(tmp_path):
+    _, out = _named(tmp_path)
+    (out / "spec.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"spec\.json: not valid JSON"):
+        model.Model.load(out)
+    (out / "spec.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"spec\.json: not valid JSON"):
+        model.Model.load(out)
+    (out / "spec.json").write_text(" " * (2 << 20) + "{}")
+    with pytest.raises(ValueError, match=r"spec\.json: larger than 1,048,576 bytes"):
+        model.Model.load(out)
+
+
+def _peak_bytes(fn):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_an_oversized_spec_is_refused_before_anything_is_allocated(tmp_path):
+    _, out = _named(tmp_path)
+    _tamper_spec(out, _set("spec.sizes", [4, 20000, 20000, 1]))  # 400 million parameters: 3.2 GB a copy
+    _tamper_spec(out, _set("scaler.x_mean", [0.0] * 4))
+    _tamper_spec(out, _set("scaler.x_std", [1.0] * 4))
+    _tamper_spec(out, _set("features", ["a", "b", "c", "d"]))
+
+    def load():
+        with pytest.raises(ValueError, match=r"spec\.json: spec\.sizes \[4, 20000, 20000, 1\] make 400,220,001 "
+                                             r"parameters, more than the 10,000,000"):
+            model.Model.load(out)
+
+    assert (out / "spec.json").stat().st_size < 3000
+    assert _peak_bytes(load) < 5_000_000
+
+
+def _write_npz(path, arrays, header_shape=None):
+    """An .npz written member by member; `header_shape` makes params.npy's header claim another shape."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            if name == "params" and header_shape is not None:
+                np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False,
+                                                           "shape": header_shape})
+                buf.write(np.asarray(a, "<f8").tobytes())
+            else:
+                np.lib.format.write_array(buf, np.asanyarray(a), allow_pickle=True)
+            zf.writestr(f"{name}.npy", buf.getvalue())
+
+
+def _state(out):
+    with np.load(out / "weights.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s.pop("layer1.running_var"), r"members .* do not match the spec's arrays"),
+        (lambda s: s.update(extra=np.zeros(2)), r"members .* do not match the spec's arrays"),
+        (lambda s: s.update(params=s["params"][:-1]), r"params\.npy: float64 values of shape \(30,\); the spec "
+                                                       r"needs float64 values of shape \(31,\)"),
+        (lambda s: s.update(params=s["params"].astype(np.float32)), r"params\.npy: float32 values"),
+        (lambda s: s.update(params=np.array([{"x": 1}] * 31, dtype=object)), r"params\.npy: object values"),
+        (lambda s: s.update(params=np.full(31, np.nan)), r"params\.npy: NaN or infinite values"),
+        (lambda s: s.update({"layer1.running_var": -np.ones((5, 1))}),
+         r"\['layer1.running_var'\]: negative running variances"),
+    ],
+)
+def test_load_refuses_weights_that_do_not_match_the_spec(tmp_path, change, message):
+    _, out = _named(tmp_path)
+    state = _state(out)
+    change(state)
+    _write_npz(out / "weights.npz", state)
+    with pytest.raises(ValueError, match=r"weights\.npz: " + message):
+        model.Model.load(out)
+
+
+def test_a_weights_header_is_checked_before_its_array_is_read(tmp_path):
+    _, out = _named(tmp_path)
+    state = _state(out)
+    _write_npz(out / "weights.npz", state, header_shape=(10**10,))  # 80 GB claimed in a 1 KB file
+
+    def load():
+        with pytest.raises(ValueError, match=r"params\.npy: float64 values of shape \(10000000000,\)"):
+            model.Model.load(out)
+
+    assert _peak_bytes(load) < 5_000_000
+    (out / "weights.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match=r"weights\.npz: not a readable \.npz archive"):
+        model.Model.load(out)
+    (out / "weights.npz").write_bytes(b"\0" * 200_000)
+    with pytest.raises(ValueError, match=r"weights\.npz: 200,000 bytes, more than the 31 parameters"):
+        model.Model.load(out)
