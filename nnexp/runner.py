@@ -48,7 +48,8 @@ def log_outcome(tracker: Tracker, run_id: str, plan: Plan, result: ReplicaResult
         tags["nnexp.stop_reason"] = result.reason
     tracker.log(run_id, metrics=points, tags=tags)
     model = Model.from_state(plan.spec, result.state, plan.data.scaler,
-                             {"run_id": run_id, "dataset": plan.data.name, "dataset_digest": plan.data.digest()})
+                             {"run_id": run_id, "dataset": plan.data.name, "dataset_digest": plan.data.digest()},
+                             plan.data.feature_names, plan.data.target_name)
     if make_plots:
         with tempfile.TemporaryDirectory() as tmp:
             d = plan.data

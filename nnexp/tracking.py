@@ -9,11 +9,13 @@ metrics are buffered and sent with `log_batch` (one call per 1,000 points, not o
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,6 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Updating database 
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
-MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -188,23 +189,32 @@ class Tracker:
         with deferred():
             self.client.log_artifact(run_id, str(path), artifact_path)
 
-    def log_model(self, run_id: str, model: Model, status: str = "FINISHED") -> None:
-        """Log `model` as an MLflow pyfunc model (models-from-code, pickle-free), then end the run
-        with `status` (MLflow's fluent API ends the run it logged into)."""
+    def log_model(self, run_id: str, model: Model, status: str = "FINISHED") -> str:
+        """Log `model` as an MLflow pyfunc model that holds data only (spec.json and weights.npz; its loader
+        is nnexp.serving from the installed package: see that module for the trust model), record the
+        data files' SHA-256 digests and the model id on the run, then end the run with `status`
+        (MLflow's fluent API ends the run it logged into). Returns the model id."""
+        from nnexp import serving
+
         mlflow.set_tracking_uri(self.uri)
         with tempfile.TemporaryDirectory() as tmp:
-            model.save(Path(tmp) / "model")
+            data = model.save(Path(tmp) / serving.DATA)
             mlflow.start_run(run_id=run_id)
             try:
-                mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=str(MODEL_CODE),
-                    artifacts={"model": str(Path(tmp) / "model")},
-                    code_paths=[str(Path(__file__).parent)],
-                    pip_requirements=[f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"],
-                )
+                with warnings.catch_warnings():  # no input example on purpose: it would copy data rows
+                    warnings.filterwarnings("ignore", message=".*input example was not provided")
+                    info = mlflow.pyfunc.log_model(
+                        name="model",
+                        loader_module=serving.LOADER,
+                        data_path=str(data),
+                        signature=serving.signature(model),
+                        pip_requirements=[f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"],
+                    )
+                tags = {serving.DIGESTS_TAG: json.dumps(serving.digests(data)), serving.MODEL_ID_TAG: info.model_id}
+                self.log(run_id, tags=tags)
             finally:
                 mlflow.end_run(status)
+        return info.model_id
 
 
 def curve_metrics(curves: Mapping[str, Sequence[float] | np.ndarray | Mapping[int, float]], first_epoch: int = 0,
