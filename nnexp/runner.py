@@ -59,8 +59,9 @@ def log_outcome(tracker: Tracker, run_id: str, plan: Plan, result: ReplicaResult
                         plots.predictions(y_true, y_pred, Path(tmp) / "predicted_vs_actual.png", d.target_name),
                         plots.residuals(y_true, y_pred, Path(tmp) / "residuals.png", d.target_name)):
                 tracker.log_artifact(run_id, png, "plots")
-    if log_model:
-        tracker.log_model(run_id, model, "FINISHED")
+    if log_model:  # the model's step: the last epoch, or the one after it if early stopping restored weights
+        restored = any(p.step == result.epochs for p in points)
+        tracker.log_model(run_id, model, "FINISHED", step=result.epochs if restored else result.epochs - 1)
     else:
         tracker.end(run_id, "FINISHED")
     return "FINISHED", metrics

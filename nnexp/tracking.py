@@ -189,11 +189,12 @@ class Tracker:
         with deferred():
             self.client.log_artifact(run_id, str(path), artifact_path)
 
-    def log_model(self, run_id: str, model: Model, status: str = "FINISHED") -> str:
+    def log_model(self, run_id: str, model: Model, status: str = "FINISHED", step: int = 0) -> str:
         """Log `model` as an MLflow pyfunc model that holds data only (spec.json and weights.npz; its loader
         is nnexp.serving from the installed package: see that module for the trust model), record the
-        data files' SHA-256 digests and the model id on the run, then end the run with `status`
-        (MLflow's fluent API ends the run it logged into). Returns the model id."""
+        data files' SHA-256 digests and the model id on the run, link the run's final metric values to
+        the model (the model's output step is `step`), then end the run with `status` (MLflow's fluent
+        API ends the run it logged into). Returns the model id."""
         from nnexp import serving
 
         mlflow.set_tracking_uri(self.uri)
@@ -209,12 +210,23 @@ class Tracker:
                         data_path=str(data),
                         signature=serving.signature(model),
                         pip_requirements=[f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"],
+                        step=step,
                     )
                 tags = {serving.DIGESTS_TAG: json.dumps(serving.digests(data)), serving.MODEL_ID_TAG: info.model_id}
-                self.log(run_id, tags=tags)
+                self.log(run_id, tags=tags, metrics=self._final_points(run_id, info.model_id))
             finally:
                 mlflow.end_run(status)
         return info.model_id
+
+    def _final_points(self, run_id: str, model_id: str) -> list[Metric]:
+        """The latest point of each of the run's metrics (its final value: the returned model's, as
+        `final_points` records them) again with the model's id: MLflow links it to the model and keeps
+        one point in the run's history (same key, step, time and value)."""
+        out = []
+        for key in self.client.get_run(run_id).data.metrics:
+            last = max(self.client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+            out.append(Metric(key, last.value, last.timestamp, last.step, model_id=model_id))
+        return out
 
 
 def curve_metrics(curves: Mapping[str, Sequence[float] | np.ndarray | Mapping[int, float]], first_epoch: int = 0,

@@ -91,6 +91,22 @@ def test_logged_model_predicts_like_the_engine_and_holds_no_pickle(tracked):
                 assert all(z[k].dtype.kind == "f" for k in z.files)
 
 
+def test_the_logged_model_carries_the_final_metrics_not_the_first_epochs(tracked):
+    store, s, client = tracked
+    run = client.get_run(s.run_id)
+    [output] = run.outputs.model_outputs
+    model_id = output.model_id
+    linked = {}
+    for m in client.get_logged_model(model_id).metrics:
+        assert m.key not in linked, f"{m.key} linked twice"
+        linked[m.key] = m.value
+    assert linked == run.data.metrics  # every final value, as the run shows them
+    assert linked["val_r2"] == s.metrics["val_r2"] != s.result.curves["val_r2"][0]
+    assert {"gap_mse", "n_params"} <= linked.keys()
+    for key in ("val_r2", "test_mse"):  # the run's history keeps one point per epoch
+        assert sorted(m.step for m in client.get_metric_history(s.run_id, key)) == list(range(20))
+
+
 def test_same_config_and_seed_record_identical_metrics(store):
     a = runner.train(cfg_for(store, epochs=15), progress=False)
     b = runner.train(cfg_for(store, epochs=15), progress=False)
@@ -127,6 +143,9 @@ def test_early_stopping_closes_the_curves_with_the_returned_model(store):
     run = client.get_run(s.run_id)
     assert run.data.tags["nnexp.status"] == "early_stopped"
     assert run.data.metrics["val_mse"] == s.result.curves["val_mse"][s.result.best_epoch]
+    linked = {m.key: m.value for m in client.get_logged_model(run.outputs.model_outputs[0].model_id).metrics}
+    assert linked["val_mse"] == s.result.curves["val_mse"][s.result.best_epoch]  # the restored model's
+    assert run.outputs.model_outputs[0].step == s.result.epochs
 
 
 def all_options():
