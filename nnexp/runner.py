@@ -7,11 +7,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from nnexp import plots
 from nnexp.config import flat_params
 from nnexp.console import Progress
+from nnexp.engine.data import Dataset
 from nnexp.engine.loop import DIVERGED, ReplicaResult
 from nnexp.engine.model import Model
 from nnexp.plan import Plan, build_plan
@@ -39,7 +41,11 @@ def log_outcome(tracker: Tracker, run_id: str, plan: Plan, result: ReplicaResult
         tracker.end(run_id, "FAILED")
         return "FAILED", {}
     logged = {k: dict(enumerate(v)) for k, v in result.curves.items()}  # CurveLogger sent every epoch
-    metrics, points = final_points(result, plan.spec, logged)
+    d = plan.data
+    model = Model.from_state(plan.spec, result.state, d.scaler,
+                             {"run_id": run_id, "dataset": d.name, "dataset_digest": d.digest()},
+                             d.feature_names, d.target_name)
+    metrics, points = final_points(result, plan.spec, logged, extra=errors_in_units(model, d))
     tags = {"nnexp.status": result.status}
     undefined = [s for s in ("train", "val", "test") if f"{s}_mse" in metrics and f"{s}_r2" not in metrics]
     if undefined:
@@ -47,12 +53,8 @@ def log_outcome(tracker: Tracker, run_id: str, plan: Plan, result: ReplicaResult
     if result.reason:
         tags["nnexp.stop_reason"] = result.reason
     tracker.log(run_id, metrics=points, tags=tags)
-    model = Model.from_state(plan.spec, result.state, plan.data.scaler,
-                             {"run_id": run_id, "dataset": plan.data.name, "dataset_digest": plan.data.digest()},
-                             plan.data.feature_names, plan.data.target_name)
     if make_plots:
         with tempfile.TemporaryDirectory() as tmp:
-            d = plan.data
             y_true = d.scaler.y_inverse(d.y_test[:, 0])
             y_pred = model.predict(d.scaler.x_mean + d.x_test * d.scaler.x_std)
             for png in (plots.learning_curves(result.curves, Path(tmp) / "learning_curves.png"),
@@ -65,6 +67,21 @@ def log_outcome(tracker: Tracker, run_id: str, plan: Plan, result: ReplicaResult
     else:
         tracker.end(run_id, "FINISHED")
     return "FINISHED", metrics
+
+
+def errors_in_units(model: Model, data: Dataset) -> dict[str, float]:
+    """RMSE and MAE of the returned model on each split, in the target's own units (the *_mse metrics are
+    on the target scaled to [0, 1]): the model's predictions against the targets mapped back with the
+    scaler. Empty splits are left out."""
+    out = {}
+    s = data.scaler
+    for split, x, y in (("train", data.x_train, data.y_train), ("val", data.x_val, data.y_val),
+                        ("test", data.x_test, data.y_test)):
+        if len(y):
+            err = model.predict(s.x_mean + x * s.x_std) - s.y_inverse(y[:, 0])
+            out[f"{split}_rmse"] = float(np.sqrt(np.mean(err * err)))
+            out[f"{split}_mae"] = float(np.mean(np.abs(err)))
+    return {k: v for k, v in out.items() if np.isfinite(v)}
 
 
 def train(cfg: DictConfig, progress: bool | None = None) -> RunSummary:

@@ -243,15 +243,17 @@ SUMMARY = ("gap_mse", "best_epoch", "epochs", "n_params")
 
 
 def final_points(result: ReplicaResult, spec: MLPSpec, logged: Mapping[str, Mapping[int, float]],
-                 stamp: int | None = None) -> tuple[dict[str, float], list[Metric]]:
-    """The returned model's final metrics, and the points that record them beside the curves already
-    `logged`: the summary values at step 0, the others at the last epoch where a curve does not already
-    hold them, and values of weights restored by early stopping one step after the last epoch."""
-    metrics = final_metrics(result, spec)
+                 stamp: int | None = None, extra: Mapping[str, float] | None = None
+                 ) -> tuple[dict[str, float], list[Metric]]:
+    """The returned model's final metrics (and `extra` ones, without curves), and the points that record
+    them beside the curves already `logged`: the summary and extra values at step 0, the others at the
+    last epoch where a curve does not already hold them, and values of weights restored by early
+    stopping one step after the last epoch."""
+    metrics = {**final_metrics(result, spec), **(extra or {})}
     last = result.epochs - 1
     at: dict[int, dict[str, list[float]]] = {}
     for k, v in metrics.items():
-        if k in SUMMARY:
+        if k in SUMMARY or k in (extra or {}):
             step = 0
         elif k in result.curves and result.curves[k][-1] != v:
             step = result.epochs

@@ -102,9 +102,26 @@ def test_the_logged_model_carries_the_final_metrics_not_the_first_epochs(tracked
         linked[m.key] = m.value
     assert linked == run.data.metrics  # every final value, as the run shows them
     assert linked["val_r2"] == s.metrics["val_r2"] != s.result.curves["val_r2"][0]
-    assert {"gap_mse", "n_params"} <= linked.keys()
+    assert {"test_rmse", "gap_mse", "n_params"} <= linked.keys()
     for key in ("val_r2", "test_mse"):  # the run's history keeps one point per epoch
         assert sorted(m.step for m in client.get_metric_history(s.run_id, key)) == list(range(20))
+
+
+def test_errors_are_also_recorded_in_the_targets_units(tracked):
+    store, s, client = tracked
+    m = client.get_run(s.run_id).data.metrics
+    d = plan_of(cfg_for(store)).data
+    from nnexp.engine.model import Model
+
+    model = Model.from_state(plan_of(cfg_for(store)).spec, s.result.state, d.scaler)
+    for split, x, y in (("train", d.x_train, d.y_train), ("val", d.x_val, d.y_val), ("test", d.x_test, d.y_test)):
+        err = model.predict(d.scaler.x_mean + x * d.scaler.x_std) - d.scaler.y_inverse(y[:, 0])
+        assert m[f"{split}_rmse"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-12)
+        assert m[f"{split}_mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-12)
+        # *_mse is on the target scaled to [0, 1]: the same error, another unit
+        assert m[f"{split}_rmse"] == pytest.approx(np.sqrt(m[f"{split}_mse"]) * d.scaler.y_range, rel=1e-9)
+    assert d.scaler.y_range > 3  # the seed's target spans several units: the two scales differ
+    assert len(client.get_metric_history(s.run_id, "test_rmse")) == 1  # once, at the end, not per epoch
 
 
 def test_same_config_and_seed_record_identical_metrics(store):
