@@ -6,8 +6,14 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -233,3 +239,71 @@ def test_mlflow_models_predict_takes_columns_by_name(logged):
     np.testing.assert_allclose(got, engine.predict(inputs.to_numpy()), rtol=0, atol=1e-9)
     bad = predict(missing)
     assert bad.returncode != 0 and "Model is missing inputs ['area']" in bad.stderr
+
+
+@pytest.mark.slow
+def test_make_predict_checks_the_model_and_takes_columns_by_name(logged):
+    store, _, engine, inputs, tmp = logged
+    inputs[SHUFFLED].to_csv(tmp / "in.csv", index=False)
+    inputs.assign(garden=1.0).to_csv(tmp / "extra.csv", index=False)
+
+    def make(path):
+        return subprocess.run(["make", "-s", "-C", str(ROOT), "predict", f"MODEL={_uri(logged)}", f"INPUT={path}"],
+                              capture_output=True, text=True, env=_env(store), timeout=300)
+
+    ok = make(tmp / "in.csv")
+    assert ok.returncode == 0, ok.stderr
+    got = pd.read_csv(pd.io.common.StringIO(ok.stdout))
+    assert list(got.columns) == ["price"]
+    np.testing.assert_allclose(got["price"], engine.predict(inputs.to_numpy()), rtol=0, atol=1e-9)
+    bad = make(tmp / "extra.csv")
+    assert bad.returncode == 2 and "unknown ['garden']" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(port, payload):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", json.dumps(payload).encode(),
+                                     {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.slow
+def test_make_serve_answers_by_column_name_and_stops(logged):
+    store, _, engine, inputs, _ = logged
+    port = _free_port()
+    proc = subprocess.Popen(["make", "-s", "-C", str(ROOT), "serve", f"MODEL={_uri(logged)}", f"SERVE_PORT={port}"],
+                            env=_env(store), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(1)
+        shuffled = inputs[SHUFFLED]
+        status, body = _post(port, {"dataframe_split": {"columns": SHUFFLED, "data": shuffled.values.tolist()}})
+        assert status == 200, body
+        got = [row["price"] for row in body["predictions"]]
+        np.testing.assert_allclose(got, engine.predict(inputs.to_numpy()), rtol=0, atol=1e-9)
+        status, body = _post(port, {"dataframe_records": inputs[["age", "rooms"]].to_dict(orient="records")})
+        assert status == 400 and "Model is missing inputs ['area']" in body["message"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]  # returns once every process writing to the pipe has ended
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+    copy = re.search(r"checked copy in (\S+)\)", out)
+    assert copy and not Path(copy.group(1)).exists(), out  # the checked copy it served is removed
