@@ -80,9 +80,18 @@ def signature(model: Model) -> Any:
                           outputs=Schema([ColSpec("double", model.target_name)]))
 
 
+def sha256(path: Path) -> str:
+    """A file's SHA-256, read in 1 MiB blocks (a file of any size costs no more memory)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def digests(directory: str | Path) -> dict[str, str]:
     """SHA-256 of each data file in a saved model's directory."""
-    return {name: hashlib.sha256((Path(directory) / name).read_bytes()).hexdigest() for name in DATA_FILES}
+    return {name: sha256(Path(directory) / name) for name in DATA_FILES}
 
 
 @dataclass
@@ -179,7 +188,7 @@ def verify(directory: Path, sums: Mapping[str, str], run_id: str, model_id: str,
     _check_mlmodel(doc, run_id, model_id, where)
     for name in DATA_FILES:
         path = directory / "data" / DATA / name
-        if hashlib.sha256(path.read_bytes()).hexdigest() != sums[name]:
+        if sha256(path) != sums[name]:
             raise ValueError(f"{where}: {path.name} is not the file run {run_id} logged (its SHA-256 differs "
                              f"from the tag {DIGESTS_TAG}); refusing to load it")
     spec = read_spec(directory / "data" / DATA / "spec.json")
