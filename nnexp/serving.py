@@ -41,7 +41,7 @@ ENV_FILES = ("MLmodel", "conda.yaml", "python_env.yaml", "requirements.txt")
 DOWNLOAD_FILES = ("registered_model_meta",)  # written by MLflow into a downloaded copy
 MLMODEL_MAX_BYTES = 64 * 1024
 # what MLflow 3 writes into MLmodel for a loader_module model without input example; any other field
-# (python_model, artifacts, code, model_config, predict_fn, cloudpickle_version, ...) is refused
+# (python_model, artifacts, model_config, predict_fn, cloudpickle_version, ...) is refused, and code must be null
 MLMODEL_FIELDS = {"artifact_path", "flavors", "is_signature_from_type_hint", "mlflow_version", "model_id",
                   "model_size_bytes", "model_uuid", "prompts", "run_id", "signature", "type_hint_from_example",
                   "utc_time_created"}
