@@ -9,8 +9,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp import plots
-from nnexp.config import flat_params
+from nnexp import plots, schema
+from nnexp.config import run_params
 from nnexp.console import Progress
 from nnexp.engine.loop import DIVERGED, ReplicaResult
 from nnexp.engine.model import Model
@@ -65,21 +65,29 @@ def log_outcome(tracker: Tracker, run_id: str, plan: Plan, result: ReplicaResult
     return "FINISHED", metrics
 
 
+def run_name(plan: Plan, seed: bool = True) -> str:
+    """What a run is, as its name: `4-6-4-1 sgd_momentum lr=0.1 step_decay seed=0`."""
+    sizes = "-".join(str(s) for s in plan.spec.sizes)
+    parts = [sizes, plan.optimizer, f"lr={float(plan.lr):g}", plan.schedule]
+    return " ".join(parts + ([f"seed={plan.seeds[0]}"] if seed else []))
+
+
 def train(cfg: DictConfig, progress: bool | None = None) -> RunSummary:
     """Validate `cfg`, train one run of it, and record everything in MLflow.
 
     Bad values raise ConfigError before any run is created. Ctrl-C / SIGTERM end the run as KILLED."""
     t0 = time.perf_counter()
+    settings = schema.tracking(cfg.tracking)
     plan = build_plan(cfg)
-    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
-    run_id = tracker.start(cfg.tracking.get("run_name"), {"nnexp.kind": "run"})
+    tracker = Tracker(settings["uri"], settings["experiment"])
+    run_id = tracker.start(settings["run_name"] or run_name(plan), {"nnexp.kind": "run"})
     status = "KILLED"
     try:
-        tracker.log(run_id, params=flat_params(cfg))
+        tracker.log(run_id, params=run_params(cfg, plan))
         tracker.log_dataset(run_id, plan.data)
         logger = CurveLogger(tracker, {0: run_id})
         result = plan.fit(callbacks=[logger, Progress(plan.epochs, enabled=progress)])[0]
-        status, metrics = log_outcome(tracker, run_id, plan, result, cfg, cfg.tracking.log_model, cfg.tracking.plots)
+        status, metrics = log_outcome(tracker, run_id, plan, result, cfg, settings["log_model"], settings["plots"])
     except BaseException as e:
         status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
         tracker.log(run_id, tags={"nnexp.failure_reason": f"{type(e).__name__}: {e}"[:5000]})

@@ -22,6 +22,7 @@ from nnexp.config import compose, flat_params, mapping, without_group
 from nnexp.errors import ConfigError
 from nnexp.interrupts import check
 from nnexp.paths import project_root
+from nnexp.plan import check_memory
 from nnexp.sweeps import space
 from nnexp.sweeps import storage as studies
 from nnexp.sweeps.settings import Settings, make_pruner, make_sampler, settings
@@ -51,11 +52,31 @@ def check_space(st: Settings, configs: Configs, choices: dict[str, str]) -> dict
     if st.metric.startswith("val") and len(plan.data.x_val) == 0:
         raise ConfigError("sweep.metric", st.metric, "needs a validation split (data.val_fraction > 0)")
     for p in st.space:
+        seen: dict[str, Any] = {}  # a group parameter: each choice's composed group, to find choices made equal
         for v in space.bounds(p):
             values = {**baseline, **{k: allowed[0] for k, allowed in p.when.items()}, p.name: v}
             values = {k: x for k, x in values.items() if by_name[k].active(values)}
-            build(values, p, v)
+            plan = build(values, p, v)
+            check_memory(plan, st.population, "sweep.population")
+            if p.group:
+                _refuse_masked_choice(p, v, OmegaConf.to_yaml(configs.config(values)[p.path]), seen, configs.base)
     return baseline
+
+
+def _refuse_masked_choice(p: space.Param, choice: Any, group_yaml: str, seen: dict[str, Any],
+                          base: Sequence[str]) -> None:
+    """Two choices of a config group that compose to the same config (an override such as
+    `model.hidden=[10, 6]` wins over every sampled `model=...`) would label trials with what was not
+    trained: refuse before the first trial, naming both."""
+    if group_yaml in seen:
+        masking = [o for o in base if o.lstrip("+~").split("=", 1)[0].startswith(f"{p.path}.")]
+        raise ConfigError(f"sweep.space.{p.name}", [seen[group_yaml], choice],
+                          f"these choices of {p.path} compose to the same config"
+                          + (f" because the override {', '.join(masking)} replaces what they set" if masking else "")
+                          + ": every such trial would train the same thing under another name",
+                          f"Remove the override{'s' if len(masking) > 1 else ''} or the parameter "
+                          f"(~sweep.space.{p.name}).")
+    seen[group_yaml] = choice
 
 
 def fingerprint_parts(cfg: DictConfig, base_cfg: DictConfig, st: Settings) -> dict[str, Any]:

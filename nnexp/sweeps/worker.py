@@ -22,7 +22,7 @@ import optuna
 from omegaconf import DictConfig
 
 from nnexp import population
-from nnexp.config import ConfigCache, flat_params
+from nnexp.config import ConfigCache, flat_params, run_params
 from nnexp.engine.loop import COMPLETED, DIVERGED, PRUNED, STOPPED, Callback, ReplicaResult
 from nnexp.errors import ConfigError
 from nnexp.interrupts import check, deferred
@@ -246,7 +246,7 @@ class Worker:
             self.drop_leftovers(n)  # its first worker died: a half-written run of it may exist
         run_id = self.tracker.start(f"trial-{n:04d}", {k: str(v) for k, v in tags.items()}, parent=self.parent_run,
                                     start_time=start_ms)
-        params = flat_params(m.cfg) if m.cfg is not None else {}
+        params = {} if m.cfg is None else run_params(m.cfg, m.plan) if m.plan is not None else flat_params(m.cfg)
         params.update({f"sampled.{k}": str(v) for k, v in m.values.items()})
         params["trial_number"] = str(n)
         points = []
