@@ -3,6 +3,12 @@ paired t test and a Wilcoxon signed-rank test, and Holm's correction for testing
 
 Seeds are the unit of replication: a variant and the baseline trained on the same seeds give paired
 samples, so the difference is judged seed by seed, not mean against mean.
+
+The Wilcoxon signed-rank test is computed here in NumPy rather than by `scipy.stats.wilcoxon`, whose
+handling of ties and zeros at small n changed across SciPy versions (1.15 switched to sign-flip
+permutations): the p-values printed in recorded reports must not depend on the installed SciPy. With it
+come the smallest p the test can reach (`wilcoxon_min_p`: with 5 seeds it is 0.0625, so it can never
+reject at 0.05).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from scipy import stats as sps
 Array = np.ndarray
 
 REAL, NOISE, REVERSED = "real", "within noise", "reversed"
+EXACT_MAX_N = 25  # the signed-rank p is exact up to this many non-zero differences, the normal approximation above
 
 
 @dataclass(frozen=True)
@@ -32,10 +39,14 @@ class Interval:
         return f"{self.mean:.4f} ± {(self.hi - self.lo) / 2:.4f}" if self.n > 1 else f"{self.mean:.4f}"
 
 
+def _finite(values: Sequence[float] | Array) -> Array:
+    x = np.asarray(values, dtype=float).ravel()
+    return x[np.isfinite(x)]
+
+
 def mean_ci(values: Sequence[float] | Array, confidence: float = 0.95) -> Interval:
     """Student-t interval: mean ± t_{(1+c)/2, n-1} · s / sqrt(n) (NaNs dropped; n = 1 gives a point)."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
+    x = _finite(values)
     n = len(x)
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, 0)
@@ -47,16 +58,89 @@ def mean_ci(values: Sequence[float] | Array, confidence: float = 0.95) -> Interv
 
 
 @dataclass(frozen=True)
+class SignedRank:
+    """Wilcoxon signed-rank test on n non-zero differences: T+ and its two-sided p (exact or normal)."""
+
+    t_plus: float  # sum of the mid-ranks of |d| over the positive d
+    p: float  # two-sided
+    n: int  # differences left after dropping the exact zeros
+    exact: bool  # p from the permutation distribution (n <= EXACT_MAX_N), else the normal approximation
+
+
+def _doubled_ranks(a: Array) -> tuple[Array, Array]:
+    """2 × the mid-ranks of a (integers: a tie group over ranks s+1..e shares (s+1+e)/2), and the tie group sizes."""
+    if len(a) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.argsort(a, kind="stable")
+    sorted_a = a[order]
+    starts = np.flatnonzero(np.r_[True, sorted_a[1:] != sorted_a[:-1]])
+    ends = np.r_[starts[1:], len(a)]
+    sizes = ends - starts
+    doubled = np.empty(len(a), dtype=np.int64)
+    doubled[order] = np.repeat(starts + 1 + ends, sizes)
+    return doubled, sizes
+
+
+def _exact_p(doubled: Array, t2: int) -> float:
+    """p = min(1, 2 min(P(T+ <= t), P(T+ >= t))) over the 2^n equally likely sign assignments, T+ doubled.
+
+    counts[s] = number of sign assignments whose doubled T+ is s, built one rank at a time (a subset-sum
+    dynamic program): adding rank r either leaves it negative (s stays) or makes it positive (s + r)."""
+    counts = np.zeros(int(doubled.sum()) + 1, dtype=np.int64)
+    counts[0] = 1
+    for r in doubled:
+        counts[r:] = counts[r:] + counts[:-r]
+    tail = min(int(counts[: t2 + 1].sum()), int(counts[t2:].sum()))
+    return min(1.0, 2 * tail / 2 ** len(doubled))
+
+
+def _normal_p(n: int, t_plus: float, ties: Array) -> float:
+    """p = 2 (1 - Φ(max(|T+ - n(n+1)/4| - 1/2, 0) / σ)), σ² = n(n+1)(2n+1)/24 - Σ(t³ - t)/48 over tie groups."""
+    var = n * (n + 1) * (2 * n + 1) / 24 - float(np.sum(ties.astype(float) ** 3 - ties)) / 48
+    z = max(abs(t_plus - n * (n + 1) / 4) - 0.5, 0.0) / math.sqrt(var)
+    return min(1.0, float(2 * sps.norm.sf(z)))
+
+
+def wilcoxon(d: Sequence[float] | Array) -> SignedRank:
+    """Wilcoxon signed-rank test, two-sided: T+ = Σ_{d_i > 0} rank(|d_i|), p = min(1, 2 min(P(T+ <= t), P(T+ >= t))).
+
+    NaNs are dropped; differences of exactly 0 are dropped too (Wilcoxon's own "wilcox" zero method: a pair
+    on which the two agree says nothing about the direction), so n counts the non-zero differences. Ties in
+    |d| share their mid-rank. For n <= 25 the p is exact: the distribution of T+ over all 2^n sign
+    assignments of these ranks, ties included (the mid-ranks are doubled into integers). Above that, the
+    normal approximation with the tie correction of the variance and a continuity correction of 1/2."""
+    x = _finite(d)
+    if len(x) == 0:
+        return SignedRank(math.nan, math.nan, 0, False)
+    x = x[x != 0]
+    doubled, ties = _doubled_ranks(np.abs(x))
+    t2 = int(doubled[x > 0].sum())
+    n = len(x)
+    if n <= EXACT_MAX_N:
+        return SignedRank(t2 / 2, _exact_p(doubled, t2), n, True)
+    return SignedRank(t2 / 2, _normal_p(n, t2 / 2, ties), n, False)
+
+
+def wilcoxon_min_p(d: Sequence[float] | Array) -> float:
+    """Smallest p the signed-rank test can give for these ranks, that of every sign alike: 2 / 2^n when exact.
+
+    With 5 non-zero differences it is 0.0625: the test cannot reject at α = 0.05 whatever the data."""
+    return wilcoxon(np.abs(_finite(d))).p
+
+
+@dataclass(frozen=True)
 class Paired:
     """variant - baseline, seed by seed: the mean difference with its CI and two paired tests."""
 
     diff: Interval
     t_p: float  # paired t test, two-sided
-    wilcoxon_p: float  # Wilcoxon signed-rank, two-sided (exact for small n without ties)
+    wilcoxon_p: float  # Wilcoxon signed-rank, two-sided (exact up to 25 non-zero differences, ties included)
+    wilcoxon_min_p: float = math.nan  # the smallest Wilcoxon p these ranks allow: above α, it cannot reject
 
 
 def paired(variant: Sequence[float] | Array, baseline: Sequence[float] | Array, confidence: float = 0.95) -> Paired:
-    """Compare two samples taken on the same seeds; pairs with a NaN on either side are dropped."""
+    """Compare two samples taken on the same seeds, d = variant - baseline; pairs with a NaN on either side
+    are dropped. t p from t = mean(d) / (s_d / √n), Wilcoxon p from `wilcoxon(d)`."""
     a, b = np.asarray(variant, dtype=float), np.asarray(baseline, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples need the same seeds: {a.shape} vs {b.shape}")
@@ -66,13 +150,12 @@ def paired(variant: Sequence[float] | Array, baseline: Sequence[float] | Array, 
     if len(d) < 2:
         return Paired(ci, math.nan, math.nan)
     if not np.any(d != 0):  # identical on every seed: no difference at all
-        return Paired(ci, 1.0, 1.0)
-    if np.all(d == d[0]):  # a constant shift: t is infinite, the difference is certain
+        t_p = 1.0
+    elif np.all(d == d[0]):  # a constant shift: t is infinite, the difference is certain
         t_p = 0.0
     else:
         t_p = float(sps.ttest_rel(a[ok], b[ok]).pvalue)
-    w_p = float(sps.wilcoxon(d).pvalue)
-    return Paired(ci, t_p, w_p)
+    return Paired(ci, t_p, wilcoxon(d).p, wilcoxon_min_p(d))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

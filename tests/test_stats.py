@@ -1,8 +1,11 @@
 """The statistics of ablations and sweep confirmations against values computed by hand."""
 
+import itertools
 import math
 
+import numpy as np
 import pytest
+from scipy import stats as sps
 
 from nnexp import stats
 
@@ -63,3 +66,96 @@ def test_holm_correction():
 )
 def test_verdicts(mean, p, higher, expect_better, verdict):
     assert stats.verdict(stats.Interval(mean, mean - 1, mean + 1, 5), p, higher, expect_better) == verdict
+
+
+# --- Wilcoxon signed-rank, computed here (not scipy.stats.wilcoxon) ---------------------------------------
+
+
+def brute_force_wilcoxon(d):
+    """Two-sided p by listing all 2^n sign flips of the mid-ranks of |d| (zeros dropped, ties averaged)."""
+    d = np.asarray(d, dtype=float)
+    d = d[d != 0]
+    ranks = sps.rankdata(np.abs(d))
+    t = ranks[d > 0].sum()
+    signs = np.array(list(itertools.product((0, 1), repeat=len(d)))).reshape(2 ** len(d), len(d))
+    dist = signs @ ranks  # T+ of every sign assignment
+    return min(1.0, 2 * min(np.mean(dist <= t + 1e-9), np.mean(dist >= t - 1e-9)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("ties", [False, True])
+def test_wilcoxon_exact_equals_enumerating_sign_flips(seed, ties):
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 3, 5, 8, 11):
+        # with ties: small integers, so |d| repeats and some d are exactly 0 (dropped)
+        d = rng.integers(-4, 6, n).astype(float) if ties else rng.normal(0.4, 1.0, n)
+        w = stats.wilcoxon(d)
+        assert w.exact and w.n == np.count_nonzero(d)
+        assert w.p == pytest.approx(brute_force_wilcoxon(d), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("n", [2, 4, 7, 10, 16, 25])
+def test_wilcoxon_exact_equals_scipy_exact_without_ties_or_zeros(n):
+    rng = np.random.default_rng(n)
+    for shift in (0.0, 0.5, 1.5):
+        d = rng.normal(shift, 1.0, n)
+        assert stats.wilcoxon(d).p == pytest.approx(sps.wilcoxon(d, method="exact").pvalue, rel=1e-12)
+
+
+def test_wilcoxon_known_values_zeros_and_nans():
+    assert stats.wilcoxon([1.0, 2.0, 3.0, 4.0, 5.0]).p == 0.0625  # 2 of 32 sign patterns are as extreme
+    assert stats.wilcoxon([-1.0, -2.0, -3.0, -4.0, -5.0, -6.0]).p == 2 / 64
+    # all |d| tied: mid-rank 3.5 each, T+ = 3.5 · #positive; P(at least 5 of 6 positive) = 7/64
+    w = stats.wilcoxon([-1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert (w.t_plus, w.n) == (17.5, 6) and w.p == 14 / 64
+    with_zeros = stats.wilcoxon([0.0, 1.0, 0.0, 2.0, 3.0, float("nan"), 4.0, 5.0])
+    assert (with_zeros.n, with_zeros.p) == (5, 0.0625)  # zeros and NaNs dropped, not ranked
+    assert stats.wilcoxon([0.0, 0.0]).p == 1.0 and math.isnan(stats.wilcoxon([float("nan")]).p)
+
+
+def asymptotic_scipy(d):
+    try:
+        return sps.wilcoxon(d, method="asymptotic", correction=True).pvalue
+    except ValueError:  # SciPy < 1.13 calls it "approx"
+        return sps.wilcoxon(d, method="approx", correction=True).pvalue
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_wilcoxon_normal_approximation_above_25(ties):
+    rng = np.random.default_rng(3)
+    for n in (26, 40, 120):
+        d = rng.integers(-6, 12, 3 * n).astype(float) if ties else rng.normal(0.2, 1.0, n)
+        d = d[d != 0][:n]
+        w = stats.wilcoxon(d)
+        assert not w.exact and w.n == n
+        # SciPy's normal approximation with the tie correction and continuity correction is the same formula
+        assert w.p == pytest.approx(asymptotic_scipy(d), rel=1e-10)
+    # and at n = 30 it is close to the exact distribution of the same ranks
+    d = rng.normal(0.3, 1.0, 30)
+    doubled, _ = stats._doubled_ranks(np.abs(d))
+    exact = stats._exact_p(doubled, int(doubled[d > 0].sum()))
+    assert stats.wilcoxon(d).p == pytest.approx(exact, abs=0.005)
+
+
+def test_wilcoxon_smallest_reachable_p():
+    assert stats.wilcoxon_min_p([0.3, -0.1, 0.2, 0.5, -0.4]) == 0.0625  # n = 5: can never reject at 0.05
+    assert stats.wilcoxon_min_p(np.arange(1.0, 7.0)) == 2 / 64
+    assert stats.wilcoxon_min_p([1.0, 1.0, 2.0, -2.0, 3.0]) == 0.0625  # ties do not change 2 / 2^n
+    assert stats.wilcoxon_min_p([0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0]) == 0.0625  # zeros are not counted
+    d = np.random.default_rng(0).normal(size=30)
+    z = (30 * 31 / 4 - 0.5) / math.sqrt(30 * 31 * 61 / 24)  # normal approximation with T+ = its maximum
+    assert stats.wilcoxon_min_p(d) == pytest.approx(2 * sps.norm.sf(z), rel=1e-12)
+
+
+def test_paired_uses_the_own_wilcoxon_with_ties_and_its_min_p():
+    p = stats.paired([2.0, 3.0, 4.0, 5.0, 6.0, 6.0], [1.0, 2.0, 3.0, 4.0, 5.0, 7.0])  # d = 1, 1, 1, 1, 1, -1
+    assert p.wilcoxon_p == 14 / 64 and p.wilcoxon_min_p == 2 / 64
+    # 16 seeds with ties: exact here (SciPy's "auto" switches to the normal approximation above 13 with ties)
+    d = np.array([1, 2, 2, 3, -1, 4, 4, 4, 5, -2, 6, 3, 7, 1, -3, 8], dtype=float)
+    sixteen = stats.paired(10 + d, np.full(16, 10.0))
+    assert sixteen.wilcoxon_p == pytest.approx(brute_force_wilcoxon(d), rel=1e-12)  # 282 / 2^16
+    five = stats.paired([1.3, 2.6, 4.1, 3.8, 5.9], [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert five.wilcoxon_min_p == 0.0625 and five.wilcoxon_min_p > 0.05  # "cannot reach α" beside its verdict
+    assert math.isnan(stats.paired([1.0], [0.0]).wilcoxon_min_p)
+    old_style = stats.Paired(five.diff, five.t_p, five.wilcoxon_p)  # callers building Paired by position still work
+    assert math.isnan(old_style.wilcoxon_min_p)
