@@ -8,7 +8,7 @@ The Wilcoxon signed-rank test is computed here in NumPy rather than by `scipy.st
 handling of ties and zeros at small n changed across SciPy versions (1.15 switched to sign-flip
 permutations): the p-values printed in recorded reports must not depend on the installed SciPy. With it
 come the smallest p the test can reach (`wilcoxon_min_p`: with 5 seeds it is 0.0625, so it can never
-reject at 0.05).
+reject at 0.05), and the minimum detectable effect of the paired t test.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize
 from scipy import stats as sps
 
 Array = np.ndarray
@@ -126,6 +127,27 @@ def wilcoxon_min_p(d: Sequence[float] | Array) -> float:
 
     With 5 non-zero differences it is 0.0625: the test cannot reject at α = 0.05 whatever the data."""
     return wilcoxon(np.abs(_finite(d))).p
+
+
+def min_detectable_effect(sd: float, k: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest |mean difference| a two-sided paired t test on k pairs detects with this power: δ = λ s / √k,
+    λ solving P(|T'| > t_{1-α/2, k-1}) = power for T' noncentral t with k - 1 degrees of freedom and
+    noncentrality λ (NaN when k < 2 or the SD is 0 or not finite)."""
+    if not (0 < alpha < 1 and alpha < power < 1):
+        raise ValueError(f"expected 0 < alpha < power < 1, got alpha={alpha}, power={power}")
+    if k < 2 or not math.isfinite(sd) or sd <= 0:
+        return math.nan
+    df = k - 1
+    crit = float(sps.t.ppf(1 - alpha / 2, df))
+
+    def shortfall(lam: float) -> float:
+        return float(sps.nct.sf(crit, df, lam) + sps.nct.sf(crit, df, -lam)) - power  # sf(-λ): cdf(-crit, λ) can be NaN
+
+    hi = float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power))  # the normal approximation's λ
+    while shortfall(hi) < 0:
+        hi *= 2
+    lam = optimize.brentq(shortfall, 0.0, hi, xtol=1e-12, rtol=1e-12)
+    return float(lam) * sd / math.sqrt(k)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import integrate
 from scipy import stats as sps
 
 from nnexp import stats
@@ -159,3 +160,37 @@ def test_paired_uses_the_own_wilcoxon_with_ties_and_its_min_p():
     assert math.isnan(stats.paired([1.0], [0.0]).wilcoxon_min_p)
     old_style = stats.Paired(five.diff, five.t_p, five.wilcoxon_p)  # callers building Paired by position still work
     assert math.isnan(old_style.wilcoxon_min_p)
+
+
+# --- minimum detectable effect of the paired t test ------------------------------------------------------
+
+
+def power_by_integration(delta_over_sd, k, alpha=0.05):
+    """P(|T| > t_crit) with T = (Z + λ) / √(V / df), V ~ χ²_df, λ = δ √k / s, integrated over V (no nct)."""
+    df, lam = k - 1, delta_over_sd * math.sqrt(k)
+    crit = sps.t.ppf(1 - alpha / 2, df)
+
+    def given_v(v):
+        scale = crit * math.sqrt(v / df)
+        return (sps.norm.sf(scale - lam) + sps.norm.cdf(-scale - lam)) * sps.chi2.pdf(v, df)
+
+    return integrate.quad(given_v, 0, np.inf, limit=200)[0]
+
+
+def test_min_detectable_effect_has_the_power_asked():
+    mde = stats.min_detectable_effect(1.0, 10)
+    assert mde == pytest.approx(0.996, abs=5e-4)  # G*Power, one-sample t, n = 10, α = .05 two-sided, 1-β = .8
+    for k in (2, 3, 5, 10, 30):
+        assert power_by_integration(stats.min_detectable_effect(1.0, k), k) == pytest.approx(0.8, abs=1e-6)
+    assert stats.min_detectable_effect(0.02, 10) == pytest.approx(0.02 * mde, rel=1e-9)  # scales with the SD
+    assert stats.min_detectable_effect(1.0, 10, power=0.9) > mde > stats.min_detectable_effect(1.0, 20)
+
+
+def test_min_detectable_effect_large_k_and_undefined():
+    k = 5000
+    normal = (sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * 1.0 / math.sqrt(k)
+    assert stats.min_detectable_effect(1.0, k) == pytest.approx(normal, rel=1e-3)
+    for sd, k in ((1.0, 1), (0.0, 10), (float("nan"), 10), (float("inf"), 10)):
+        assert math.isnan(stats.min_detectable_effect(sd, k))
+    with pytest.raises(ValueError):
+        stats.min_detectable_effect(1.0, 10, alpha=0.5, power=0.4)
