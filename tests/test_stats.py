@@ -159,7 +159,7 @@ def test_paired_uses_the_own_wilcoxon_with_ties_and_its_min_p():
     assert five.wilcoxon_min_p == 0.0625 and five.wilcoxon_min_p > 0.05  # "cannot reach α" beside its verdict
     assert math.isnan(stats.paired([1.0], [0.0]).wilcoxon_min_p)
     old_style = stats.Paired(five.diff, five.t_p, five.wilcoxon_p)  # callers building Paired by position still work
-    assert math.isnan(old_style.wilcoxon_min_p)
+    assert math.isnan(old_style.wilcoxon_min_p) and math.isnan(old_style.boot_lo)
 
 
 # --- minimum detectable effect of the paired t test ------------------------------------------------------
@@ -194,3 +194,35 @@ def test_min_detectable_effect_large_k_and_undefined():
         assert math.isnan(stats.min_detectable_effect(sd, k))
     with pytest.raises(ValueError):
         stats.min_detectable_effect(1.0, 10, alpha=0.5, power=0.4)
+
+
+# --- bootstrap interval of the paired mean difference ----------------------------------------------------
+
+
+def test_bootstrap_is_deterministic_for_a_seed():
+    d = np.random.default_rng(1).normal(0.5, 1.0, 10)
+    a, b = stats.bootstrap_mean_ci(d, seed=7), stats.bootstrap_mean_ci(d, seed=7)
+    assert a == b and a.lo < d.mean() < a.hi and a.n == 10 and a.mean == d.mean()
+    assert stats.bootstrap_mean_ci(d, seed=8) != a
+    # the percentile interval by hand, from the same draws
+    means = d[np.random.default_rng(7).integers(0, 10, size=(10_000, 10))].mean(axis=1)
+    assert (a.lo, a.hi) == tuple(np.quantile(means, [0.025, 0.975]))
+    assert stats.bootstrap_mean_ci([2.0]) == stats.Interval(2.0, 2.0, 2.0, 1)
+    assert stats.bootstrap_mean_ci([float("nan")]).n == 0
+
+
+def test_bootstrap_covers_the_true_mean():
+    rng = np.random.default_rng(2024)
+    hits = 0
+    for i in range(300):
+        ci = stats.bootstrap_mean_ci(rng.normal(3.0, 2.0, 25), resamples=2000, seed=i)
+        hits += ci.lo <= 3.0 <= ci.hi
+    assert 0.88 <= hits / 300 <= 0.98  # nominal 0.95; the percentile interval runs a little short at small n
+
+
+def test_paired_carries_the_bootstrap_interval():
+    variant, baseline = [1.3, 2.6, 4.1, 3.8, 5.9], [1.0, 2.0, 3.0, 4.0, 5.0]
+    p = stats.paired(variant, baseline, seed=3)
+    boot = stats.bootstrap_mean_ci(np.subtract(variant, baseline), seed=3)
+    assert (p.boot_lo, p.boot_hi) == (boot.lo, boot.hi) and p == stats.paired(variant, baseline, seed=3)
+    assert stats.paired([2.0, 3.0, 4.0], [1.0, 2.0, 3.0]).boot_lo == pytest.approx(1.0)  # a constant shift
