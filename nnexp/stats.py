@@ -8,8 +8,8 @@ The Wilcoxon signed-rank test is computed here in NumPy rather than by `scipy.st
 handling of ties and zeros at small n changed across SciPy versions (1.15 switched to sign-flip
 permutations): the p-values printed in recorded reports must not depend on the installed SciPy. With it
 come the smallest p the test can reach (`wilcoxon_min_p`: with 5 seeds it is 0.0625, so it can never
-reject at 0.05), the minimum detectable effect of the paired t test, and a seeded bootstrap interval of
-the mean difference.
+reject at 0.05), the minimum detectable effect of the paired t test, a seeded bootstrap interval of the
+mean difference, and a test of a claim over several tasks.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ Array = np.ndarray
 
 REAL, NOISE, REVERSED = "real", "within noise", "reversed"
 EXACT_MAX_N = 25  # the signed-rank p is exact up to this many non-zero differences, the normal approximation above
+MIN_TASKS = 6  # a test over tasks needs 6: with 5 the signed-rank test's smallest two-sided p is 2 / 2^5 = 0.0625
 
 
 @dataclass(frozen=True)
@@ -226,12 +227,63 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
+def _judge(shift: float, p: float, higher_is_better: bool, expect_better: bool, alpha: float) -> str:
+    if not (math.isfinite(p) and p < alpha):
+        return NOISE
+    better = shift > 0 if higher_is_better else shift < 0
+    return REAL if better == expect_better else REVERSED
+
+
 def verdict(diff: Interval, p_adjusted: float, higher_is_better: bool, expect_better: bool = True,
             alpha: float = 0.05) -> str:
     """Judge variant - baseline against the direction a claim expects: 'real' if the adjusted test
     rejects and the variant moved the expected way, 'reversed' if it rejects and the variant moved the
     other way, 'within noise' otherwise."""
-    if not (math.isfinite(p_adjusted) and p_adjusted < alpha):
-        return NOISE
-    better = diff.mean > 0 if higher_is_better else diff.mean < 0
-    return REAL if better == expect_better else REVERSED
+    return _judge(diff.mean, p_adjusted, higher_is_better, expect_better, alpha)
+
+
+@dataclass(frozen=True)
+class OverTasks:
+    """A claim tested on several tasks: how many tasks confirm it, are within noise, or reverse it, and
+    the Wilcoxon signed-rank test over the per-task mean differences when there are enough tasks."""
+
+    n: int  # tasks with a finite difference
+    confirm: int
+    noise: int
+    reverse: int
+    p: float  # signed-rank over tasks, two-sided; NaN when there are too few tasks for a test
+    min_p: float  # the smallest p that test could give for these tasks
+    verdict: str  # REAL / NOISE / REVERSED from the test over tasks; "" when not tested
+    note: str
+
+
+def over_tasks(diffs: Sequence[float] | Array, pvalues: Sequence[float] | Array | None = None,
+               higher_is_better: bool = True, expect_better: bool = True, alpha: float = 0.05) -> OverTasks:
+    """Demšar (2006): a signed-rank test over the per-task mean differences d_j (variant - baseline),
+    T+ = Σ_{d_j > 0} rank(|d_j|), with at least MIN_TASKS tasks; with fewer, only the counts.
+
+    A task confirms the claim when its own test rejects at α (`pvalues`, e.g. each task's paired p) and the
+    variant moved the expected way, reverses it when it rejects the other way, else is within noise;
+    without `pvalues` the tasks are counted by the sign of d_j alone (0 within noise). Tasks with a NaN
+    difference are dropped."""
+    d = np.asarray(diffs, dtype=float).ravel()
+    p = np.full(len(d), math.nan) if pvalues is None else np.asarray(pvalues, dtype=float).ravel()
+    if p.shape != d.shape:
+        raise ValueError(f"one p-value per task: {len(p)} for {len(d)} tasks")
+    ok = np.isfinite(d)
+    d, p = d[ok], p[ok]
+    if pvalues is None:  # by sign alone: any non-zero difference counts as if its test rejected
+        p = np.where(d != 0, 0.0, 1.0)
+    words = [_judge(float(x), float(q), higher_is_better, expect_better, alpha) for x, q in zip(d, p, strict=True)]
+    counts = (words.count(REAL), words.count(NOISE), words.count(REVERSED))
+    how = "per-task tests at α" if pvalues is not None else "signs of the differences only"
+    if len(d) < MIN_TASKS:
+        note = (f"{len(d)} tasks: too few for a test over tasks (it needs {MIN_TASKS}), counts only, by {how}")
+        return OverTasks(len(d), *counts, math.nan, wilcoxon_min_p(d), "", note)
+    w = wilcoxon(d)
+    word = _judge(w.t_plus - w.n * (w.n + 1) / 4, w.p, higher_is_better, expect_better, alpha)
+    min_p = wilcoxon_min_p(d)
+    note = f"Wilcoxon signed-rank over {len(d)} tasks ({w.n} non-zero); counts by {how}"
+    if min_p >= alpha:  # exact zeros dropped below 6 non-zero differences
+        note += f"; it cannot reach α = {alpha:g} (its smallest p is {min_p:.3g})"
+    return OverTasks(len(d), *counts, w.p, min_p, word, note)

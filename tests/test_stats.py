@@ -226,3 +226,29 @@ def test_paired_carries_the_bootstrap_interval():
     boot = stats.bootstrap_mean_ci(np.subtract(variant, baseline), seed=3)
     assert (p.boot_lo, p.boot_hi) == (boot.lo, boot.hi) and p == stats.paired(variant, baseline, seed=3)
     assert stats.paired([2.0, 3.0, 4.0], [1.0, 2.0, 3.0]).boot_lo == pytest.approx(1.0)  # a constant shift
+
+
+# --- a claim over several tasks -------------------------------------------------------------------------
+
+
+def test_over_tasks_counts_only_below_six_tasks():
+    r = stats.over_tasks([0.02, 0.01, -0.03, 0.0, 0.05], pvalues=[0.01, 0.3, 0.02, 1.0, 0.04])
+    assert (r.n, r.confirm, r.noise, r.reverse) == (5, 2, 2, 1)
+    assert math.isnan(r.p) and r.verdict == "" and "too few" in r.note and r.min_p == 0.125  # 4 non-zero
+    by_sign = stats.over_tasks([0.02, -0.01, 0.0, float("nan")])
+    assert (by_sign.n, by_sign.confirm, by_sign.noise, by_sign.reverse) == (3, 1, 1, 1) and "signs" in by_sign.note
+    with pytest.raises(ValueError, match="one p-value per task"):
+        stats.over_tasks([0.1, 0.2], pvalues=[0.01])
+
+
+def test_over_tasks_signed_rank_from_six_tasks():
+    r = stats.over_tasks([0.02, 0.01, 0.03, 0.04, 0.05, 0.06])
+    assert r.p == 2 / 64 and r.verdict == stats.REAL and "Wilcoxon" in r.note and r.confirm == 6
+    # lower is better (a loss): the same differences reverse a claim that the variant lowers it
+    loss = stats.over_tasks([0.02, 0.01, 0.03, 0.04, 0.05, 0.06], higher_is_better=False)
+    assert loss.verdict == stats.REVERSED and loss.reverse == 6
+    mixed = np.array([0.02, -0.01, 0.03, -0.04, 0.05, 0.01, -0.02])
+    m = stats.over_tasks(mixed)
+    assert m.p == stats.wilcoxon(mixed).p and m.verdict == stats.NOISE
+    tied = stats.over_tasks([0.02, 0.01, 0.03, 0.0, 0.05, 0.06])  # 5 non-zero: tested, but it cannot reject
+    assert tied.p == 0.0625 and tied.min_p == 0.0625 and "cannot reach" in tied.note and tied.verdict == stats.NOISE
