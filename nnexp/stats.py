@@ -9,7 +9,8 @@ handling of ties and zeros at small n changed across SciPy versions (1.15 switch
 permutations): the p-values printed in recorded reports must not depend on the installed SciPy. With it
 come the smallest p the test can reach (`wilcoxon_min_p`: with 5 seeds it is 0.0625, so it can never
 reject at 0.05), the minimum detectable effect of the paired t test, a seeded bootstrap interval of the
-mean difference, and a test of a claim over several tasks.
+mean difference, and a test of a claim over several tasks. The expected best score against the number of
+tuning trials is in `nnexp.tuning_stats`.
 """
 
 from __future__ import annotations

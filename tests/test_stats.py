@@ -8,7 +8,7 @@ import pytest
 from scipy import integrate
 from scipy import stats as sps
 
-from nnexp import stats
+from nnexp import stats, tuning_stats
 
 T_975_4 = 2.7764451051977934  # Student t, 4 degrees of freedom, 97.5th percentile (table value)
 
@@ -252,3 +252,32 @@ def test_over_tasks_signed_rank_from_six_tasks():
     assert m.p == stats.wilcoxon(mixed).p and m.verdict == stats.NOISE
     tied = stats.over_tasks([0.02, 0.01, 0.03, 0.0, 0.05, 0.06])  # 5 non-zero: tested, but it cannot reject
     assert tied.p == 0.0625 and tied.min_p == 0.0625 and "cannot reach" in tied.note and tied.verdict == stats.NOISE
+
+
+# --- expected best score against the number of tuning trials --------------------------------------------
+
+
+@pytest.mark.parametrize("scores", [[0.71, 0.64, 0.80, 0.52, 0.77, 0.69, 0.74],
+                                    [0.5, 0.7, 0.5, 0.9, 0.7, 0.7, 0.1]])  # the second with ties
+def test_expected_best_equals_averaging_all_subsets(scores):
+    e = tuning_stats.expected_best(scores)
+    low = tuning_stats.expected_best(scores, maximize=False)
+    for n in range(1, 8):
+        subsets = list(itertools.combinations(scores, n))
+        best, worst = [max(s) for s in subsets], [min(s) for s in subsets]
+        assert e.mean[n - 1] == pytest.approx(np.mean(best), rel=1e-12)
+        assert e.sd[n - 1] == pytest.approx(np.std(best), rel=1e-9, abs=1e-12)
+        assert low.mean[n - 1] == pytest.approx(np.mean(worst), rel=1e-12)
+    assert list(e.n) == list(range(1, 8))
+
+
+def test_expected_best_limits_and_large_n():
+    v = np.random.default_rng(5).normal(0.8, 0.05, 2000)
+    e = tuning_stats.expected_best(np.r_[v, np.nan])  # a failed trial is dropped
+    assert len(e.mean) == 2000 and np.all(np.isfinite(e.mean)) and np.all(np.isfinite(e.sd))
+    assert e.mean[0] == pytest.approx(v.mean(), rel=1e-12) and e.mean[-1] == pytest.approx(v.max(), rel=1e-12)
+    assert np.all(np.diff(e.mean) >= -1e-12) and e.sd[-1] == pytest.approx(0.0, abs=1e-9)
+    assert e.sd[0] == pytest.approx(v.std(), rel=1e-9)
+    w = tuning_stats.subset_max_weights(2000, 1000)
+    assert w.sum() == pytest.approx(1.0) and np.all(w[:999] == 0)
+    assert tuning_stats.expected_best([]).mean.size == 0
