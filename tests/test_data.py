@@ -41,6 +41,55 @@ def test_validation_split_is_carved_from_train_only():
     assert d.y_train.min() == 0.0 and d.y_train.max() == 1.0
 
 
+def linear_r2(x, y):
+    """R² of the least-squares linear fit of y on x (with an intercept)."""
+    design = np.hstack([x, np.ones((len(x), 1))])
+    resid = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
+    return 1 - resid.var() / y.var()
+
+
+SYNTHETIC = {  # the synthetic regression sets: their default shapes and names
+    "seed_regression": (data.seed_regression, 4, "seed_regression"),
+}
+
+
+@pytest.mark.parametrize("name", list(SYNTHETIC))
+def test_synthetic_sets_shapes_scaling_names_and_purity(name):
+    make, n_features, label = SYNTHETIC[name]
+    d = make()
+    assert d.name == label and d.feature_names == [f"x{i + 1}" for i in range(n_features)]
+    assert d.x_train.shape == (640, n_features) and d.x_val.shape == (160, n_features)
+    assert d.x_test.shape == (400, n_features) and d.y_train.shape == (640, 1) and d.y_test.shape == (400, 1)
+    assert d.y_train.min() == 0.0 and d.y_train.max() == 1.0  # min-max on the training split
+    assert np.allclose(d.x_train.mean(axis=0), 0.0) and np.allclose(d.x_train.std(axis=0), 1.0)
+    assert make(seed=3, noise=0.1).digest() == make(seed=3, noise=0.1).digest()  # a pure function of its arguments
+    assert make(seed=4, noise=0.1).digest() != make(seed=3, noise=0.1).digest()
+    assert make(seed=3, noise=0.0).digest() != make(seed=3, noise=0.1).digest()
+    assert make(n_train=100, n_test=50).x_test.shape == (50, n_features)
+
+
+@pytest.mark.parametrize("name", list(SYNTHETIC))
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_train": 1}, r"data.n_train = 1 is not valid: expected an integer from 2 to 10,000,000"),
+        ({"n_test": 2.5}, r"data.n_test = 2.5 is not valid: expected an integer"),
+        ({"n_train": 10**9}, r"data.n_train = 1000000000 is not valid"),
+        ({"n_test": "many"}, r"data.n_test = 'many' is not valid"),
+        ({"noise": -0.1}, r"data.noise = -0.1 is not valid: expected a finite number >= 0"),
+        ({"noise": float("nan")}, r"data.noise = nan is not valid"),
+        ({"seed": -1}, r"data.seed = -1 is not valid: expected an integer of at least 0"),
+        ({"val_fraction": 1.0}, r"data.val_fraction = 1.0 is not valid: expected a fraction in \[0, 1\)"),
+        ({"val_fraction": "0.2"}, r"data.val_fraction = '0.2' is not valid"),
+    ],
+    ids=["n_train", "n_test", "n_train_huge", "n_test_text", "noise", "noise_nan", "seed", "val_fraction",
+         "val_fraction_text"],
+)
+def test_synthetic_sets_refuse_bad_arguments(name, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SYNTHETIC[name][0](**kwargs)
+
+
 def test_simple_patterns():
     d = data.simple_patterns("xor")
     assert d.x_test.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]

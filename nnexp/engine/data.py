@@ -100,7 +100,7 @@ class Dataset:
 def split(x: Array, y: Array, x_test: Array, y_test: Array, val_fraction: float, seed: int, name: str,
           feature_names: list[str] | None = None, target_name: str = "y") -> Dataset:
     """Carve a validation split from (x, y), fit the scaler on the rest, and scale every split."""
-    if not 0.0 <= val_fraction < 1.0:
+    if not (_is_real(val_fraction) and 0.0 <= val_fraction < 1.0):
         raise ConfigError("data.val_fraction", val_fraction, "expected a fraction in [0, 1)")
     n_val = int(round(len(x) * val_fraction))
     if len(x) - n_val < 2 or (val_fraction > 0 and n_val < 1):
@@ -138,13 +138,17 @@ def seed_regression_raw(n: int, seed: int, noise: float = 0.0) -> tuple[Array, A
 def seed_regression(n_train: int = 800, n_test: int = 400, seed: int = 0, noise: float = 0.05,
                     val_fraction: float = 0.2) -> Dataset:
     """The seed's synthetic regression set (800 train / 400 test), target scaled to [0, 1] on train."""
-    for name, v in (("data.n_train", n_train), ("data.n_test", n_test)):
-        if int(v) != v or v < 2:
-            raise ConfigError(name, v, "expected an integer of at least 2")
-    if not (math.isfinite(noise) and noise >= 0):
-        raise ConfigError("data.noise", noise, "expected a finite number >= 0")
+    n_train, n_test, seed = _synthetic(n_train, n_test, seed, noise)
     x, y = seed_regression_raw(n_train + n_test, seed, noise)
     return split(x[:n_train], y[:n_train], x[n_train:], y[n_train:], val_fraction, seed, "seed_regression")
+
+
+def _synthetic(n_train: object, n_test: object, seed: object, noise: object) -> tuple[int, int, int]:
+    """The arguments every synthetic regression set shares, checked: (n_train, n_test, seed)."""
+    sizes = [_integer(name, v, 2, MAX_ROWS) for name, v in (("data.n_train", n_train), ("data.n_test", n_test))]
+    if not (_is_real(noise) and noise >= 0):
+        raise ConfigError("data.noise", noise, "expected a finite number >= 0")
+    return sizes[0], sizes[1], _integer("data.seed", seed, 0)
 
 
 PATTERNS = {
