@@ -50,6 +50,7 @@ def linear_r2(x, y):
 
 SYNTHETIC = {  # the synthetic regression sets: their default shapes and names
     "seed_regression": (data.seed_regression, 4, "seed_regression"),
+    "seed_like": (data.seed_like, 4, "seed_like_c1"),
 }
 
 
@@ -88,6 +89,40 @@ def test_synthetic_sets_shapes_scaling_names_and_purity(name):
 def test_synthetic_sets_refuse_bad_arguments(name, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         SYNTHETIC[name][0](**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("make", "kwargs", "message"),
+    [
+        (data.seed_like, {"coef_seed": -1}, r"data.coef_seed = -1 is not valid: expected an integer of at least 0"),
+        (data.seed_like, {"coef_seed": 0.5}, r"data.coef_seed = 0.5 is not valid"),
+    ],
+    ids=["coef_seed", "coef_seed_fraction"],
+)
+def test_synthetic_sets_refuse_their_own_bad_arguments(make, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        make(**kwargs)
+
+
+def test_seed_like_is_a_task_of_the_seeds_family_but_not_the_seeds():
+    xs, ys = data.seed_regression_raw(4000, seed=0)
+    r2 = []
+    for coef_seed in range(10):
+        x, y = data.seed_like_raw(4000, seed=0, coef_seed=coef_seed)
+        np.testing.assert_array_equal(x, xs)  # the same inputs: only the formula differs
+        assert abs(np.corrcoef(y, ys)[0, 1]) < 0.95  # a different task
+        r2.append(linear_r2(x, y))
+    assert all(0.1 < r < 0.9 for r in r2), r2  # every task mixes the nonlinear terms with the linear ones
+    assert 0.2 < linear_r2(*data.seed_like_raw(4000, seed=0)) < 0.8  # the default task, as the seed's
+    assert data.seed_like(seed=0).digest() != data.seed_regression(seed=0).digest()
+    assert data.seed_like(coef_seed=2).digest() != data.seed_like(coef_seed=1).digest()
+    assert data.seed_like(coef_seed=2).name == "seed_like_c2"
+    # the coefficients are a pure function of coef_seed, drawn within the documented ranges
+    c = data.seed_like_coefficients(7)
+    assert c == data.seed_like_coefficients(7) and c != data.seed_like_coefficients(8)
+    assert all(0.5 <= c[k] <= 1.5 for k in "awbuve") and 0.05 <= c["q1"] <= 0.2 and 0.1 <= abs(c["p"]) <= 0.5
+    assert 0.7 <= c["s"] <= 1.4 and all(-1 <= c[k] <= 1 for k in ("c3", "c4"))
+    assert all(0.1 <= abs(c[f"l{i}"]) <= 0.5 for i in range(1, 5))
 
 
 def test_simple_patterns():

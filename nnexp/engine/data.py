@@ -143,6 +143,70 @@ def seed_regression(n_train: int = 800, n_test: int = 400, seed: int = 0, noise:
     return split(x[:n_train], y[:n_train], x[n_train:], y[n_train:], val_fraction, seed, "seed_regression")
 
 
+def seed_like_coefficients(coef_seed: int) -> dict[str, float]:
+    """The coefficients of `seed_like` for `coef_seed`, drawn in this order from default_rng([coef_seed, 23])
+    (the seed's own values in brackets, within the ranges):
+
+        a, w      ~ U(0.5, 1.5)        trigonometric interaction  a sin(w x1 x2)           [1, 1]
+        b, u, v   ~ U(0.5, 1.5)        cos-sin term               b cos(u x3) sin(v x4)    [1, 1, 1]
+        q1, q2    ~ U(0.05, 0.2)       quadratic terms            q1 x1^2 + q2 x2^2        [0.1, 0.1]
+        p         ~ ±U(0.1, 0.5)       product                    p x3 x4                  [0.3]
+        e         ~ U(0.5, 1.5)        Gaussian bump height       e exp(-((x3 - c3)^2 + (x4 - c4)^2) / (2 s^2))  [1]
+        s         ~ U(0.7, 1.4)        bump width                                          [1]
+        c3, c4    ~ U(-1, 1)           bump centre                                         [0, 0]
+        l1..l4    ~ ±U(0.1, 0.5)       linear terms               l1 x1 + l2 x2 + l3 x3 + l4 x4  [0.5, -0.3, 0.2, 0.1]
+
+    (±: the sign is drawn after the magnitude, + or - with probability 1/2.)"""
+    coef_seed = _integer("data.coef_seed", coef_seed, 0)
+    rng = np.random.default_rng([coef_seed, 23])
+
+    def signed(lo: float, hi: float) -> float:
+        magnitude = rng.uniform(lo, hi)
+        return float(magnitude if rng.random() < 0.5 else -magnitude)
+
+    c: dict[str, float] = {}
+    for name in ("a", "w", "b", "u", "v"):
+        c[name] = float(rng.uniform(0.5, 1.5))
+    for name in ("q1", "q2"):
+        c[name] = float(rng.uniform(0.05, 0.2))
+    c["p"] = signed(0.1, 0.5)
+    c["e"] = float(rng.uniform(0.5, 1.5))
+    c["s"] = float(rng.uniform(0.7, 1.4))
+    for name in ("c3", "c4"):
+        c[name] = float(rng.uniform(-1.0, 1.0))
+    for name in ("l1", "l2", "l3", "l4"):
+        c[name] = signed(0.1, 0.5)
+    return c
+
+
+def seed_like_raw(n: int, seed: int, noise: float = 0.0, coef_seed: int = 1) -> tuple[Array, Array]:
+    """A task of the seed's family in its own units (see `seed_like_coefficients` for the recipe):
+    x ~ U(-2, 2)^4, drawn as `seed_regression_raw` draws it (the same x and noise for the same seed; only
+    the formula differs), and
+    y = a sin(w x1 x2) + b cos(u x3) sin(v x4) + q1 x1^2 + q2 x2^2 + p x3 x4
+        + e exp(-((x3 - c3)^2 + (x4 - c4)^2) / (2 s^2)) + l1 x1 + l2 x2 + l3 x3 + l4 x4 + noise * N(0, 1)."""
+    c = seed_like_coefficients(coef_seed)
+    rng = np.random.default_rng([seed, 11])
+    x = rng.uniform(-2.0, 2.0, (n, 4))
+    x1, x2, x3, x4 = x.T
+    y = (c["a"] * np.sin(c["w"] * x1 * x2) + c["b"] * np.cos(c["u"] * x3) * np.sin(c["v"] * x4)
+         + c["q1"] * x1**2 + c["q2"] * x2**2 + c["p"] * x3 * x4
+         + c["e"] * np.exp(-((x3 - c["c3"]) ** 2 + (x4 - c["c4"]) ** 2) / (2 * c["s"] ** 2))
+         + c["l1"] * x1 + c["l2"] * x2 + c["l3"] * x3 + c["l4"] * x4)
+    return x, y + noise * rng.normal(size=n)
+
+
+def seed_like(n_train: int = 800, n_test: int = 400, seed: int = 1, noise: float = 0.05, val_fraction: float = 0.2,
+              coef_seed: int = 1) -> Dataset:
+    """A task like the seed's, not the seed's: the same families of terms on x ~ U(-2, 2)^4 with coefficients
+    drawn from `coef_seed` (recipe in `seed_like_coefficients`), target scaled to [0, 1] on train. Named
+    `seed_like_c<coef_seed>`: one name per task, whatever the sample (`seed`, `noise`, sizes)."""
+    n_train, n_test, seed = _synthetic(n_train, n_test, seed, noise)
+    coef_seed = _integer("data.coef_seed", coef_seed, 0)
+    x, y = seed_like_raw(n_train + n_test, seed, noise, coef_seed)
+    return split(x[:n_train], y[:n_train], x[n_train:], y[n_train:], val_fraction, seed, f"seed_like_c{coef_seed}")
+
+
 def _synthetic(n_train: object, n_test: object, seed: object, noise: object) -> tuple[int, int, int]:
     """The arguments every synthetic regression set shares, checked: (n_train, n_test, seed)."""
     sizes = [_integer(name, v, 2, MAX_ROWS) for name, v in (("data.n_train", n_train), ("data.n_test", n_test))]
