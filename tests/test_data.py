@@ -51,6 +51,7 @@ def linear_r2(x, y):
 SYNTHETIC = {  # the synthetic regression sets: their default shapes and names
     "seed_regression": (data.seed_regression, 4, "seed_regression"),
     "seed_like": (data.seed_like, 4, "seed_like_c1"),
+    "friedman1": (data.friedman1, 5, "friedman1_d5"),
 }
 
 
@@ -96,8 +97,12 @@ def test_synthetic_sets_refuse_bad_arguments(name, kwargs, message):
     [
         (data.seed_like, {"coef_seed": -1}, r"data.coef_seed = -1 is not valid: expected an integer of at least 0"),
         (data.seed_like, {"coef_seed": 0.5}, r"data.coef_seed = 0.5 is not valid"),
+        (data.friedman1, {"n_features": 4}, r"data.n_features = 4 is not valid: expected an integer from 5 to 10,000"),
+        (data.friedman1, {"n_features": 5.5}, r"data.n_features = 5.5 is not valid"),
+        (data.friedman1, {"n_features": 10_000, "n_train": 3000},
+         r"data.n_features = 10000 is not valid: 3,400 rows of 10,000 features are more than 20,000,000 values"),
     ],
-    ids=["coef_seed", "coef_seed_fraction"],
+    ids=["coef_seed", "coef_seed_fraction", "n_features", "n_features_fraction", "n_features_too_many_values"],
 )
 def test_synthetic_sets_refuse_their_own_bad_arguments(make, kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -123,6 +128,35 @@ def test_seed_like_is_a_task_of_the_seeds_family_but_not_the_seeds():
     assert all(0.5 <= c[k] <= 1.5 for k in "awbuve") and 0.05 <= c["q1"] <= 0.2 and 0.1 <= abs(c["p"]) <= 0.5
     assert 0.7 <= c["s"] <= 1.4 and all(-1 <= c[k] <= 1 for k in ("c3", "c4"))
     assert all(0.1 <= abs(c[f"l{i}"]) <= 0.5 for i in range(1, 5))
+
+
+def test_friedman1_follows_its_formula():
+    x, y = data.friedman1_raw(20_000, seed=0, noise=0.0, n_features=7)
+    assert x.shape == (20_000, 7) and 0 <= x.min() and x.max() < 1
+    x1, x2, x3, x4, x5 = x[:, :5].T
+    formula = 10 * np.sin(np.pi * x1 * x2) + 20 * (x3 - 0.5) ** 2 + 10 * x4 + 5 * x5
+    np.testing.assert_allclose(y, formula, rtol=0, atol=1e-12)
+    _, noisy = data.friedman1_raw(20_000, seed=0, noise=1.0, n_features=7)
+    assert abs((noisy - formula).mean()) < 0.03 and abs((noisy - formula).std() - 1.0) < 0.02
+    # far from linear: the sine and the square carry about a quarter of the variance
+    assert 0.65 < linear_r2(x, y) < 0.85
+    # features beyond the fifth are irrelevant, and the Dataset holds the raw rows, scaled
+    d = data.friedman1(n_features=7, noise=0.0)
+    assert d.name == "friedman1_d7" and d.feature_names[-1] == "x7"
+    raw_x, raw_y = data.friedman1_raw(1200, seed=0, noise=0.0, n_features=7)
+    np.testing.assert_allclose(d.scaler.y_inverse(d.y_test[:, 0]), raw_y[800:], atol=1e-9)
+    np.testing.assert_allclose(d.x_test * d.scaler.x_std + d.scaler.x_mean, raw_x[800:], atol=1e-12)
+
+
+def test_friedman1_agrees_with_scikit_learn():
+    datasets = pytest.importorskip("sklearn.datasets")
+    x, y = datasets.make_friedman1(n_samples=2000, n_features=6, noise=0.0, random_state=0)
+    np.testing.assert_allclose(data.friedman1_formula(x), y, rtol=1e-12)  # the same definition
+    # the same distribution (not the same random stream): moments of y and its linear part
+    theirs_x, theirs = datasets.make_friedman1(n_samples=20_000, n_features=6, noise=1.0, random_state=1)
+    ours_x, ours = data.friedman1_raw(20_000, seed=1, noise=1.0, n_features=6)
+    assert abs(ours.mean() - theirs.mean()) < 0.15 and abs(ours.std() - theirs.std()) < 0.1
+    assert abs(linear_r2(ours_x, ours) - linear_r2(theirs_x, theirs)) < 0.02
 
 
 def test_simple_patterns():
