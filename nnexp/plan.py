@@ -80,6 +80,10 @@ class Plan:
 DATASETS: dict[str, tuple[Any, dict[str, str]]] = {
     "seed_regression": (datasets.seed_regression,
                         {"n_train": "int", "n_test": "int", "noise": "float", "val_fraction": "float", "seed": "int"}),
+    "seed_like": (datasets.seed_like, {"n_train": "int", "n_test": "int", "noise": "float", "val_fraction": "float",
+                                       "seed": "int", "coef_seed": "int"}),
+    "friedman1": (datasets.friedman1, {"n_train": "int", "n_test": "int", "noise": "float", "val_fraction": "float",
+                                       "seed": "int", "n_features": "int"}),
     "simple_patterns": (datasets.simple_patterns,
                         {"pattern": "str", "repeats": "int", "noise": "float", "seed": "int"}),
     "csv": (datasets.load_csv, {"path": "str", "target": "str", "features": "names", "test_fraction": "float",
