@@ -48,13 +48,13 @@ DEFAULT_JOURNAL = "optuna-journal.log"
 def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     """null -> the project's journal file; journal:<path> -> that journal file; else an RDB URL."""
     from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend
+    from nnexp.sweeps.journal import Journal
 
     if not url or url.startswith("journal:"):
         path = Path(url[len("journal:"):]) if url else Path(DEFAULT_JOURNAL)
         path = path if path.is_absolute() else project_root() / path
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(Journal(str(path)))
     if "://" not in url:
         raise ConfigError("sweep.storage", url, "expected null (the project's journal file), journal:<path>, or a "
                           "database URL such as sqlite:///optuna.db or postgresql://user@host/db")
