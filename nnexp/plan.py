@@ -175,7 +175,7 @@ def build_plan(cfg: DictConfig, data: Dataset | None = None, spec: MLPSpec | Non
     patience = trainer.get("early_stopping_patience")
     if patience is not None:
         patience = schema.number("trainer.early_stopping_patience", patience)
-    _check_decay(name, lr, args)
+    check_decay(name, lr, args)
     data = data if data is not None else build_data(cfg)
     spec = spec if spec is not None else build_spec(cfg, data.n_features)
     if spec.sizes[0] != data.n_features:
@@ -188,7 +188,7 @@ def build_plan(cfg: DictConfig, data: Dataset | None = None, spec: MLPSpec | Non
     return plan
 
 
-def _check_decay(name: str, lr: float, args: dict[str, Any]) -> None:
+def check_decay(name: str, lr: float, args: dict[str, Any]) -> None:
     """Weight decay alone multiplies every weight by (1 - lr l2) a step (heavy ball: a root of
     z^2 - (1 + mu - lr l2) z + mu): at lr l2 >= 2 (1 + mu) the weights grow geometrically whatever the data,
     so the run can only diverge."""

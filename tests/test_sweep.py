@@ -107,8 +107,9 @@ def test_the_best_value_is_the_best_child_runs_metric_and_the_baseline_is_trial_
     assert base.user_attrs["nnexp.baseline"] and base.params == {
         "lr": 0.1, "momentum": 0.9, "decay_rate": 0.5, "decay_steps": 100, "batch_size": 32, "model": "mlp_6_4"}
     c = summary.confirmation
-    assert len(c["best_values"]) == 3 and c["diff"].lo <= c["diff"].mean <= c["diff"].hi
-    assert c["verdict"] in ("real", "within noise", "reversed")
+    assert len(c.best.values) == 3 and c.pair.diff.lo <= c.pair.diff.mean <= c.pair.diff.hi
+    assert c.verdict in ("real", "within noise", "reversed") and c.pair.wilcoxon_min_p == 0.25
+    assert "the smallest Wilcoxon p is 0.25: it cannot reach 0.05" in summary.text
     assert "best trial" in summary.text and "Confirmation on seeds [1, 2, 3]" in summary.text
 
 
@@ -274,7 +275,7 @@ def test_the_default_sweep_beats_the_baseline_and_confirms_it(tmp_path):
     assert summary.counts["COMPLETE"] + summary.counts["PRUNED"] + summary.counts["FAIL"] == 384
     assert summary.best.value > summary.baseline.value and summary.baseline.number == 0
     c = summary.confirmation
-    assert len(c["best_values"]) == 5 and c["diff"].mean > 0, c
+    assert len(c.best.values) == 5 and c.pair.diff.mean > 0, c
     assert study.best_value == summary.best.value
 
 
