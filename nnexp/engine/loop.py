@@ -16,8 +16,8 @@ import numpy as np
 
 from nnexp.engine import losses
 from nnexp.engine._alloc import keep_temporaries_on_heap
-from nnexp.engine.metrics import SPLITS, Evaluator
 from nnexp.engine.data import Dataset
+from nnexp.engine.metrics import Evaluator
 from nnexp.engine.network import SHUFFLE_STREAM, Network, stream
 from nnexp.engine.optim import Transform, take_rows
 from nnexp.engine.schedules import Schedule
