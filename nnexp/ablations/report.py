@@ -162,9 +162,13 @@ def write(study: Study, out: Outcome, rows: list[Row], directory: Path, prov: di
     base = out.values[BASELINE]["test_r2"]
     test = [stats.paired(out.values[v.name]["test_r2"], base).diff for v in study.variants[1:]]
     paths.append(plots.effects([v.name for v in study.variants[1:]], [d.mean for d in test], [d.lo for d in test],
-                               [d.hi for d in test], directory / "effects.png", "test R² − baseline (95% CI)"))
+                               [d.hi for d in test], directory / "effects.png",
+                               "test R², variant − baseline (seed by seed; mean and 95% CI)",
+                               f"Ablation {study.name}: test R² of each variant against the baseline, "
+                               f"{len(study.seeds)} seeds"))
     curves = {v.name: out.curves[v.name] for v in study.variants if out.curves[v.name]}
-    paths.append(plots.bands(curves, directory / "curves.png", "validation MSE"))
+    paths.append(plots.bands(curves, directory / "curves.png", "val_mse",
+                             title=f"Ablation {study.name}: validation MSE per epoch of each variant"))
     return paths
 
 

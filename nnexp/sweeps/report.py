@@ -145,7 +145,8 @@ def summarize(sw) -> SweepSummary:
                 if hist:
                     curves[name] = ([m.step for m in hist], [m.value for m in hist])
             if curves:
-                pngs.append(plots.compare_steps(curves, Path(tmp) / "best_vs_baseline.png", "val_mse"))
+                pngs.append(plots.compare_steps(curves, Path(tmp) / "best_vs_baseline.png", "val_mse",
+                                                f"Sweep {st.study_name}: the best trial against the baseline"))
         if best and baseline and st.confirm_seeds:
             c = out.confirmation = confirm(sw, best, baseline)
             for key in ("best", "baseline", "diff"):
@@ -155,7 +156,8 @@ def summarize(sw) -> SweepSummary:
             summary_metrics["confirm_t_p"], summary_metrics["confirm_wilcoxon_p"] = c["t_p"], c["wilcoxon_p"]
             tags["confirm.verdict"] = c["verdict"]
             if all(len(v) for v in c["curves"].values()):
-                pngs.append(plots.bands(c["curves"], Path(tmp) / "confirmation_curves.png", "val_mse"))
+                pngs.append(plots.bands(c["curves"], Path(tmp) / "confirmation_curves.png", "val_mse", title=(
+                    f"Sweep {st.study_name}: best and baseline re-trained on seeds {c['seeds']}")))
         tracker.log(parent, metrics=curve_metrics({k: [v] for k, v in summary_metrics.items()}), tags=tags)
         for png in pngs:
             tracker.log_artifact(parent, png, "plots")
