@@ -86,28 +86,31 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def optuna_plots(study: optuna.Study, out: Path) -> list[Path]:
-    """Optuna's own figures (matplotlib backend); one that cannot be drawn (too few trials) is skipped."""
+def optuna_plots(study: optuna.Study, out: Path, metric: str = "") -> list[Path]:
+    """Optuna's own figures (matplotlib backend), titled and labelled with the objective `metric` and laid
+    out for about 1100 px (plots.DPI, fixed margins); one that cannot be drawn (too few trials) is skipped.
+    Optuna draws on pyplot figures: every figure opened here is closed here."""
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ov
 
+    target, what = (plots.axis_label(metric), plots.metric_name(metric)) if metric else ("objective value",) * 2
     paths = []
     for name, fn in (("optimization_history", ov.plot_optimization_history),
                      ("param_importances", ov.plot_param_importances),
                      ("parallel_coordinate", ov.plot_parallel_coordinate), ("slice", ov.plot_slice)):
+        opened = set(plt.get_fignums())
         try:
             with warnings.catch_warnings(), plt.rc_context():  # Optuna sets the ggplot style globally
                 warnings.simplefilter("ignore")
-                ax = fn(study)
+                ax = fn(study, target_name=target)
                 fig: Any = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-                if name == "slice":
-                    fig.set_size_inches(3.2 * max(1, len(getattr(ax, "flat", [ax]))), 3.6)
-                fig.tight_layout()
+                margins = plots.optuna_layout(name, fig, ax, target, f"Sweep {study.study_name}", what)
+                paths.append(plots.save(fig, out / f"{name}.png", **margins))
         except (ValueError, RuntimeError, ZeroDivisionError):
             continue
-        paths.append(out / f"{name}.png")
-        fig.savefig(paths[-1], dpi=plots.DPI)
-        plt.close(fig)
+        finally:
+            for n in set(plt.get_fignums()) - opened:
+                plt.close(n)
     return paths
 
 
@@ -136,7 +139,7 @@ def summarize(sw) -> SweepSummary:
         tags["nnexp.best_run_id"] = best.user_attrs.get("nnexp", {}).get("mlflow_run_id", "")
     out = SweepSummary(st.study_name, parent, counts, best, baseline)
     with tempfile.TemporaryDirectory() as tmp:
-        pngs = optuna_plots(study, Path(tmp))
+        pngs = optuna_plots(study, Path(tmp), st.metric)
         if best and baseline:
             curves = {}
             for name, t in ((f"best (trial {best.number})", best), ("baseline (trial 0)", baseline)):
