@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT
 
 from nnexp import plots
-from nnexp.sweeps.report import optuna_plots
+from nnexp.sweeps import plots as sweep_plots
+from nnexp.sweeps.plots import optuna_plots
 
 SCALED = "target scaled to [0, 1]"
 LONG = "sigmoid_hidden_with_xavier_init_and_no_decay_and_full_batch"  # longer than any sane variant name
@@ -31,6 +32,7 @@ def drawn(monkeypatch):
         return written
 
     monkeypatch.setattr(plots, "save", spy)
+    monkeypatch.setattr(sweep_plots, "save", spy)
     return out
 
 
