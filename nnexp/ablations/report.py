@@ -165,9 +165,12 @@ def draw(study: Study, out: Outcome, directory: Path) -> list[Path]:
     test = [stats.paired(out.values[v.name]["test_r2"], base).diff for v in study.variants[1:]]
     paths = [plots.effects(names=[v.name for v in study.variants[1:]], diffs=[d.mean for d in test],
                            lo=[d.lo for d in test], hi=[d.hi for d in test], path=directory / "effects.png",
-                           xlabel="test R² − baseline's (95% CI)")]
+                           xlabel="test R², variant − baseline (seed by seed; mean and 95% CI)",
+                           title=f"Ablation {study.name}: test R² of each variant against the baseline, "
+                                 f"{len(study.seeds)} seeds")]
     curves = {v.name: out.curves[v.name] for v in study.variants if out.curves[v.name]}
-    paths.append(plots.bands(groups=curves, path=directory / "curves.png", ylabel="validation MSE"))
+    paths.append(plots.bands(groups=curves, path=directory / "curves.png", ylabel="val_mse",
+                             title=f"Ablation {study.name}: validation MSE per epoch of each variant"))
     return paths
 
 

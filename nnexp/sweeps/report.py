@@ -86,7 +86,7 @@ def parent_fields(sw: Any, trials: list[FrozenTrial], best: FrozenTrial | None, 
         texts["best_overrides.txt"] = " ".join(overrides) + "\n"
         texts["best.yaml"] = yaml.safe_dump({"study": st.study_name, "trial": best.number, st.metric: best.value,
                                              "overrides": overrides}, sort_keys=False)
-        figures.append(best_against_baseline(best, baseline, st.metric))
+        figures.append(best_against_baseline(best, baseline, st.metric, st.study_name))
     if c is not None:
         m |= {f"confirm_{k}_test_r2_{s}": getattr(i, a) for k, i in (("best", c.best_ci), ("baseline", c.baseline_ci),
               ("diff", c.pair.diff)) for s, a in (("mean", "mean"), ("ci_low", "lo"), ("ci_high", "hi"))}
@@ -96,13 +96,15 @@ def parent_fields(sw: Any, trials: list[FrozenTrial], best: FrozenTrial | None, 
         if len(c.best.curves) and len(c.baseline.curves):
             figures.append({"kind": "bands", "path": "plots/confirmation_curves.png", "args": {
                 "groups": {c.best.label: c.best.curves.tolist(), c.baseline.label: c.baseline.curves.tolist()},
-                "ylabel": "validation MSE"}})
+                "ylabel": "val_mse", "title": f"Sweep {st.study_name}: best and baseline re-trained on seeds "
+                                              f"{list(c.seeds)}"}})
     files = sweep_files(sw)
     return {"metrics": [[k, v, 0] for k, v in m.items()], "tags": tags, "texts": texts, "figures": figures,
             "files": files}
 
 
-def best_against_baseline(best: FrozenTrial, baseline: FrozenTrial | None, metric: str) -> dict[str, Any]:
+def best_against_baseline(best: FrozenTrial, baseline: FrozenTrial | None, metric: str, study: str
+                          ) -> dict[str, Any]:
     """The objective as each trial reported it (its thinned curve), best against baseline."""
     runs = {}
     for label, t in ((f"best (trial {best.number})", best), (f"baseline (trial {baseline.number})", baseline)):
@@ -110,7 +112,8 @@ def best_against_baseline(best: FrozenTrial, baseline: FrozenTrial | None, metri
         if curve:
             steps = sorted(int(k) for k in curve)
             runs[label] = [steps, [curve[str(s)] for s in steps]]
-    return {"kind": "compare_steps", "path": "plots/best_vs_baseline.png", "args": {"runs": runs, "metric": metric}}
+    return {"kind": "compare_steps", "path": "plots/best_vs_baseline.png", "args": {
+        "runs": runs, "metric": metric, "title": f"Sweep {study}: the best trial against the baseline"}}
 
 
 def sweep_files(sw: Any) -> list[list[str]]:
@@ -119,7 +122,7 @@ def sweep_files(sw: Any) -> list[list[str]]:
 
     out = sw.rec.dir / f"{sw.parent_key.replace(':', '-')}-end"
     out.mkdir(parents=True, exist_ok=True)
-    files = [[str(p), "plots"] for p in optuna_plots(sw.study, out)]
+    files = [[str(p), "plots"] for p in optuna_plots(sw.study, out, sw.st.metric)]
     frame = sw.study.trials_dataframe()
     frame = frame[frame["number"] < sw.st.n_trials]
     frame.to_csv(out / "trials.csv", index=False)
