@@ -20,7 +20,7 @@ MLFLOW_ENV := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=
 
 .DEFAULT_GOAL := help
 STUDY  ?= seed_claims
-.PHONY: help setup test lint bench train sweep sweep-worker ablation ablation-check ui server predict serve need-model clean
+.PHONY: help setup test lint bench train sweep sweep-worker ablation ablation-record ablation-check ui server predict serve need-model clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,7 +41,7 @@ lint: $(READY) ## ruff check (style, imports, bugbear) and mypy on the engine
 	$(BIN)/ruff check .
 	$(BIN)/mypy nnexp --ignore-missing-imports
 
-train: $(READY) ## one tracked run of the seed baseline; any Hydra override via ARGS="optimizer.lr=0.05 model=mlp_4_8_6_4_1"
+train: $(READY) ## one tracked run of the seed baseline; any Hydra override via ARGS="optimizer.lr=0.05 model=mlp_8_6_4"
 	$(BIN)/python experiments/train.py $(ARGS)
 
 sweep: $(READY) ## the default Optuna sweep against the baseline (WORKERS=2 for two processes; ARGS="sweep=architecture ...")
@@ -50,10 +50,13 @@ sweep: $(READY) ## the default Optuna sweep against the baseline (WORKERS=2 for 
 sweep-worker: $(READY) ## join a running sweep from any machine (same ARGS, shared sweep.storage and MLFLOW_TRACKING_URI)
 	$(BIN)/python experiments/sweep.py --worker $(ARGS)
 
-ablation: $(READY) ## the seed's claims tested on 10 seeds each (conf/ablation/); report in experiments/<study>/
-	$(BIN)/python experiments/ablation.py $(ARGS)
+ablation: $(READY) ## an ablation study (STUDY=seed_claims; conf/ablation/): MLflow runs, report in outputs/ablation/<study>/
+	$(BIN)/python experiments/ablation.py ablation=$(STUDY) $(ARGS)
 
-ablation-check: $(READY) ## re-run a recorded study and diff its numbers against its report (STUDY=seed_claims)
+ablation-record: $(READY) ## the same, its report recorded into experiments/<study>/ (a clean working tree; commit it)
+	$(BIN)/python experiments/ablation.py --record ablation=$(STUDY) $(ARGS)
+
+ablation-check: $(READY) ## re-run a recorded study and compare every number with its report (STUDY=seed_claims)
 	$(BIN)/python experiments/ablation.py --check ablation=$(STUDY) $(ARGS)
 
 ui: $(READY) ## MLflow UI on the project's store, bound to 127.0.0.1 (PORT=5000 by default)

@@ -142,7 +142,8 @@ def section_quality() -> None:
           f"{reached:.1f} s; P = 1 got there after {t1[np.argmax(b1 >= b1[-1])]:.1f} s of its {BUDGET:.0f} s")
     out = project_root() / "experiments" / "bench" / "best_val_r2_vs_time.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    plots.steps_over_time(curves, out, "best validation R²")
+    plots.steps_over_time(curves, out, "best validation R² so far",
+                          f"Best validation R² against wall-clock time: P = 1 and P = {DEFAULT_P}, {BUDGET:.0f} s each")
     from nnexp.tracking import Tracker
 
     Tracker(None, "nnexp-bench").log_artifact(parents[DEFAULT_P], out, "plots")

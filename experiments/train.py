@@ -1,6 +1,6 @@
 """`make train ARGS="..."`: one run of the composed config, recorded in MLflow.
 
-    python experiments/train.py optimizer.lr=0.05 model=mlp_4_8_6_4_1
+    python experiments/train.py optimizer.lr=0.05 model=mlp_8_6_4
 """
 
 import sys

@@ -128,22 +128,29 @@ def run_sweep(argv: Sequence[str]) -> None:
                           "same command again to finish the remaining trials")
     if summary is not None:
         print(summary.text)
-        print(f"\nparent run {summary.parent_run} in MLflow experiment of the sweep; browse with `make ui`")
+        print(f"\nparent run {summary.parent_run} (experiment of the sweep); browse with `make ui`")
 
 
 def run_ablation(argv: Sequence[str]) -> None:
-    """`make ablation` / `make ablation-check` (argv holds --check and Hydra overrides)."""
-    check = "--check" in argv
-    args = with_default_group([a for a in argv if a != "--check"], "ablation", "seed_claims")
+    """`make ablation` / `make ablation-record` / `make ablation-check`: argv holds --record or --check
+    and Hydra overrides (`ablation=<study>` names the study)."""
+    check, into_repo = "--check" in argv, "--record" in argv
+    args = [a for a in argv if a not in ("--check", "--record")]
+    chosen = [a for a in args if a.startswith("ablation=")]
+    args = [a for a in args if not a.startswith("ablation=") or a is chosen[-1]]  # ARGS="ablation=x" wins over STUDY
+    args = with_default_group(args, "ablation", "seed_claims")
     precheck_overrides(args)
 
     def go():
-        from nnexp.ablations.report import AblationMismatch, main
+        from nnexp.ablations import run
         from nnexp.config import compose
 
         try:
-            return main(compose(args), args, check=check)
-        except AblationMismatch as e:
+            if check:
+                study = next(a.split("=", 1)[1] for a in args if a.startswith("ablation="))
+                return run.check(study, [a for a in args if not a.startswith("ablation=")])
+            return run.record(compose(args), args, into_repo=into_repo)
+        except run.AblationMismatch as e:
             fail(f"ablation-check failed: {e}", code=1)
 
-    print(guarded(go, "nothing was recorded (the study's parent run, if started, is KILLED)"))
+    print(guarded(go, "the study's parent run, if it was started, is KILLED; no report was written"))

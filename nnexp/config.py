@@ -58,9 +58,12 @@ class ConfigCache:
 
     def plan(self, cfg: DictConfig) -> Plan:
         """A validated plan of `cfg` (one replica, seed cfg.seed)."""
-        key, model = OmegaConf.to_yaml(cfg.data, resolve=True), OmegaConf.to_yaml(cfg.model, resolve=True)
-        plan = build_plan(cfg, data=self._data.get(key), spec=self._specs.get(model))
-        self._data[key], self._specs[model] = plan.data, plan.spec
+        key = OmegaConf.to_yaml(cfg.data, resolve=True)
+        data = self._data.get(key)
+        model = OmegaConf.to_yaml(cfg.model, resolve=True) + (f"inputs: {data.n_features}" if data else "")
+        plan = build_plan(cfg, data=data, spec=self._specs.get(model) if data else None)
+        self._data[key] = plan.data
+        self._specs[OmegaConf.to_yaml(cfg.model, resolve=True) + f"inputs: {plan.data.n_features}"] = plan.spec
         return plan
 
 
@@ -69,7 +72,7 @@ HARNESS_KEYS = ("tracking", "hydra", "sweep", "ablation")  # how to run and reco
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
     """The resolved config as dotted keys -> strings (`optimizer.lr`, `model.sizes`), Hydra's
-    `_target_` entries and the tracking settings left out."""
+    the harness settings (tracking, sweep, ablation) left out."""
     out: dict[str, str] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -84,3 +87,9 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
 
     walk(cfg, "")
     return out
+
+
+def run_params(cfg: DictConfig, plan: Plan) -> dict[str, str]:
+    """A run's params: every config value flattened, and the layer widths actually trained
+    (`model.sizes`: the input width comes from the data)."""
+    return {**flat_params(cfg), "model.sizes": str(list(plan.spec.sizes))}

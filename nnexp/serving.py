@@ -120,7 +120,7 @@ def load(model_uri: str, tracking_uri: str | None = None) -> VerifiedModel:
     tracking_uri: the store holding the run (default: MLFLOW_TRACKING_URI, else the project's own)."""
     import mlflow
 
-    from nnexp.tracking import resolve_uri
+    from nnexp.recording import resolve_uri
 
     uri = resolve_uri(tracking_uri)
     client = mlflow.MlflowClient(uri)
@@ -138,7 +138,7 @@ def fetch(model_uri: str, destination: str | Path, tracking_uri: str | None = No
     checked copy can then be served (`mlflow models serve -m <copy>`)."""
     import mlflow
 
-    from nnexp.tracking import resolve_uri
+    from nnexp.recording import resolve_uri
 
     uri = resolve_uri(tracking_uri)
     run_id, model_id, sums = recorded(mlflow.MlflowClient(uri), model_uri)

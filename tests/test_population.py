@@ -30,7 +30,7 @@ def test_members_equal_their_plans_trained_alone(data):
         assert_same_run(member, p.fit()[0])
 
 
-@pytest.mark.parametrize("model,batch", [("mlp_4_12_8_1", 16), ("mlp_4_8_6_4_1", 64)])
+@pytest.mark.parametrize("model,batch", [("mlp_12_8", 16), ("mlp_8_6_4", 64)])
 def test_members_sharing_a_seed_share_each_batch_and_equal_their_runs_alone(data, model, batch):
     """A sweep's trials share the seed, so one shuffle order and one mini-batch per step serve them all."""
     common = [f"model={model}", f"trainer.batch_size={batch}"]
@@ -50,9 +50,9 @@ def test_dropout_rates_and_adam_settings_vary_per_member(data):
 
 
 def test_mixed_architectures_and_batch_sizes_form_the_right_groups(data):
-    plans = [plan(data), plan(data, "model=mlp_4_8_6_4_1"), plan(data, "trainer.batch_size=64"),
-             plan(data, "optimizer.lr=0.2"), plan(data, "model=mlp_4_8_6_4_1", "optimizer.lr=0.05"),
-             plan(data, "model=mlp_4_8_6_4_1", "trainer.batch_size=64"), plan(data, "optimizer=adam"),
+    plans = [plan(data), plan(data, "model=mlp_8_6_4"), plan(data, "trainer.batch_size=64"),
+             plan(data, "optimizer.lr=0.2"), plan(data, "model=mlp_8_6_4", "optimizer.lr=0.05"),
+             plan(data, "model=mlp_8_6_4", "trainer.batch_size=64"), plan(data, "optimizer=adam"),
              plan(data, "model.hidden_activation=tanh"), plan(data, "model.dropout=0.2"),
              plan(data, "schedule=constant"), plan(data, "trainer.batch_size=64", "seed=4")]
     assert population.groups(plans) == [[0, 3], [1, 4], [2, 10], [5], [6], [7], [8], [9]]

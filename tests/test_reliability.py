@@ -50,7 +50,7 @@ def test_bad_csv_files_through_the_train_command(tmp_path, case):
     text, message = CSV_CASES[case]
     (tmp_path / "data.csv").write_text(text)
     out = run_script("train.py", "data=csv", f"data.path={tmp_path / 'data.csv'}", "data.target=y",
-                     "model.sizes=[2,4,1]", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}")
+                     f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert re.search(message, out.stderr), out.stderr
     assert_nothing_running(tmp_path)
@@ -79,7 +79,7 @@ def in_process_cli():
      ("sweep", ["optimizer.lr=-1"], r"optimizer.lr = -1 is not valid: expected a learning rate > 0"),
      ("sweep", ["sweep.space.lr.low=="], r"could not parse the override"),
      ("sweep", ["sweep.storage=nowhere"], r"sweep.storage = 'nowhere' is not valid"),
-     ("sweep", ["sweep.space.model.choices=[mlp_4_6_4_1,mlp_4_6_4_1]"], r"distinct scalar choices"),
+     ("sweep", ["sweep.space.model.choices=[mlp_6_4,mlp_6_4]"], r"distinct scalar choices"),
      ("sweep", ["data=csv", "data.path=/no/such.csv", "data.target=y"], r"data.path = '/no/such.csv'.*no such file"),
      ("ablation", ["ablation=nosuch"], r"ablation = 'nosuch' is not valid: expected one of quick, seed_claims"),
      ("ablation", ["ablation.seeds=[1]"], r"at least 2"),
@@ -109,7 +109,7 @@ def test_numerical_faults_a_constant_target_and_a_constant_feature(tmp_path):
     x = rng.normal(size=(60, 2))
     rows = "\n".join(f"{a},{b},5.0,7.0" for a, b in x)
     (tmp_path / "flat.csv").write_text("a,b,const,y\n" + rows + "\n")
-    cfg = config.compose(["data=csv", f"data.path={tmp_path / 'flat.csv'}", "data.target=y", "model.sizes=[3,4,1]",
+    cfg = config.compose(["data=csv", f"data.path={tmp_path / 'flat.csv'}", "data.target=y",
                           "trainer.epochs=5", "trainer.batch_size=1", "tracking.plots=false",
                           "tracking.log_model=false", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
     s = runner.train(cfg, progress=False)

@@ -105,10 +105,11 @@ def test_the_best_value_is_the_best_child_runs_metric_and_the_baseline_is_trial_
     assert study.best_value == max(r.data.metrics["val_r2"] for r in complete)
     base = study.trials[0]
     assert base.user_attrs["nnexp.baseline"] and base.params == {
-        "lr": 0.1, "momentum": 0.9, "decay_rate": 0.5, "decay_steps": 100, "batch_size": 32, "model": "mlp_4_6_4_1"}
+        "lr": 0.1, "momentum": 0.9, "decay_rate": 0.5, "decay_steps": 100, "batch_size": 32, "model": "mlp_6_4"}
     c = summary.confirmation
-    assert len(c["best_values"]) == 3 and c["diff"].lo <= c["diff"].mean <= c["diff"].hi
-    assert c["verdict"] in ("real", "within noise", "reversed")
+    assert len(c.best.values) == 3 and c.pair.diff.lo <= c.pair.diff.mean <= c.pair.diff.hi
+    assert c.verdict in ("real", "within noise", "reversed") and c.pair.wilcoxon_min_p == 0.25
+    assert "the smallest Wilcoxon p is 0.25: it cannot reach 0.05" in summary.text
     assert "best trial" in summary.text and "Confirmation on seeds [1, 2, 3]" in summary.text
 
 
@@ -173,7 +174,7 @@ def test_a_changed_search_space_refuses_to_resume(tmp_path):
     [("sweep.space.lr.low=2.0", r"sweep.space.lr.high = 1.0 is not valid: expected a range with low < high"),
      ("sweep.space.batch_size.choices=[]", r"sweep.space.batch_size.choices = \[\] is not valid"),
      ("sweep.space.lr.path=optimizer.lrr", r"sweep.space.lr.path = 'optimizer.lrr' is not valid: no such setting"),
-     ("sweep.space.model.choices=[mlp_4_6_4_1,mlp_9]", r"sweep.space.model.choices = 'mlp_9' .*options: mlp_2_2_1"),
+     ("sweep.space.model.choices=[mlp_6_4,mlp_9]", r"sweep.space.model.choices = 'mlp_9' .*options: mlp_12_8"),
      ("sweep.space.momentum.high=1.5", r"sweep.space.momentum = 1.5 .*optimizer.momentum"),
      ("sweep.space.lr.low=0.5", r"the baseline's optimizer.lr = 0.1 must lie in the space"),
      ("sweep.metric=test_r2", r"sweep.metric = 'test_r2' is not valid: the test split is for reporting only"),
@@ -274,5 +275,40 @@ def test_the_default_sweep_beats_the_baseline_and_confirms_it(tmp_path):
     assert summary.counts["COMPLETE"] + summary.counts["PRUNED"] + summary.counts["FAIL"] == 384
     assert summary.best.value > summary.baseline.value and summary.baseline.number == 0
     c = summary.confirmation
-    assert len(c["best_values"]) == 5 and c["diff"].mean > 0, c
+    assert len(c.best.values) == 5 and c.pair.diff.mean > 0, c
     assert study.best_value == summary.best.value
+
+
+def seven_feature_csv(tmp_path):
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(90, 7))
+    rows = "\n".join(",".join(f"{v:.4f}" for v in (*r, np.sin(r[0]) + r[1] * r[2])) for r in x)
+    path = tmp_path / "seven.csv"
+    path.write_text("a,b,c,d,e,f,g,target\n" + rows + "\n")
+    return path
+
+
+def test_a_sweep_of_architectures_on_a_csv_trains_each_sampled_architecture(tmp_path):
+    csv = seven_feature_csv(tmp_path)
+    run_sweep(args_for(tmp_path, "data=csv", f"data.path={csv}", "data.target=target", "sweep.confirm_seeds=[]",
+                       "sweep.sampler.name=random", n=8, population=4, epochs=4))
+    study, trials = assert_complete_and_unique(tmp_path, 8)
+    from nnexp.config import compose as compose_cfg
+
+    by_number = {t.number: t for t in study.trials}
+    models = set()
+    for r in trials:
+        model = by_number[int(r.data.tags["nnexp.trial_number"])].params["model"]
+        hidden = list(compose_cfg([f"model={model}"]).model.hidden)
+        sizes = [7, *hidden, 1]
+        assert r.data.params["model.sizes"] == str(sizes), (model, r.data.params["model.sizes"])
+        assert r.data.metrics["n_params"] == sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        models.add(model)
+    assert len(models) >= 2, "the random sampler picked several architectures"
+
+
+def test_an_override_that_makes_sampled_choices_equal_is_refused_naming_both(tmp_path):
+    with pytest.raises(ConfigError, match=r"sweep.space.model = \['mlp_6_4', 'mlp_8_6_4'\].*model.hidden=\[10,6\]"):
+        run_sweep(args_for(tmp_path, "model.hidden=[10,6]"))
+    assert runs(tmp_path)[1] == []

@@ -196,12 +196,24 @@ def test_divergence_between_evaluations_is_caught_at_once(seed_data):
 
 
 def test_the_per_epoch_metrics_follow_their_definitions(seed_data):
-    from nnexp import metrics
-
     r = fit(BASELINE, seed_data, [0], epochs=5)[0]
     m = model.Model.from_state(BASELINE, r.state, seed_data.scaler)
     for split in ("train", "val", "test"):
-        x, y = getattr(seed_data, f"x_{split}"), getattr(seed_data, f"y_{split}")
-        pred = m.network.forward(np.ascontiguousarray(x.T))[0][:, None]
-        assert r.final[f"{split}_mse"] == pytest.approx(metrics.mse(pred, y)[0], rel=1e-12)
-        assert r.final[f"{split}_r2"] == pytest.approx(metrics.r2(pred, y)[0], rel=1e-12)
+        x, y = getattr(seed_data, f"x_{split}")[:, :], getattr(seed_data, f"y_{split}")[:, 0]
+        pred = m.network.forward(np.ascontiguousarray(x.T))[0]
+        mse = float(np.mean((pred - y) ** 2))
+        r2 = 1.0 - float(np.sum((pred - y) ** 2)) / float(np.sum((y - y.mean()) ** 2))
+        assert r.final[f"{split}_mse"] == pytest.approx(mse, rel=1e-12)
+        assert r.final[f"{split}_r2"] == pytest.approx(r2, rel=1e-12)
+
+
+@pytest.mark.parametrize("values", [[0.3] * 10, [1e6 + 1e-9 * i for i in range(10)], [0.1 + 0.2] * 7 + [0.3] * 3])
+def test_r2_of_a_target_constant_up_to_rounding_is_undefined_not_garbage(values):
+    from nnexp.engine.data import Dataset, Scaler
+
+    x = np.linspace(-1, 1, 10).reshape(-1, 1)
+    y = np.asarray(values, dtype=float).reshape(-1, 1)  # raw units: the scaler is the identity
+    d = Dataset("flat", x, y, x, y, x, y, Scaler(np.zeros(1), np.ones(1), 0.0, 1.0), ["x"], "y")
+    r = train.fit(model.MLPSpec(sizes=(1, 3, 1)).build(0), optim.make("sgd"), schedules.constant(0.01), d,
+                  epochs=2, batch_size=5, shuffle_seeds=0)[0]
+    assert np.isfinite(r.final["test_mse"]) and np.isnan(r.final["test_r2"]) and np.isnan(r.final["train_r2"])

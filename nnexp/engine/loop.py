@@ -17,13 +17,13 @@ import numpy as np
 from nnexp.engine import losses
 from nnexp.engine._alloc import keep_temporaries_on_heap
 from nnexp.engine.data import Dataset
+from nnexp.engine.metrics import Evaluator
 from nnexp.engine.network import SHUFFLE_STREAM, Network, stream
 from nnexp.engine.optim import Transform, take_rows
 from nnexp.engine.schedules import Schedule
 from nnexp.errors import ConfigError
 
 Array = np.ndarray
-SPLITS = ("train", "val", "test")
 COMPLETED, STOPPED, DIVERGED, PRUNED = "completed", "early_stopped", "diverged", "pruned"
 EXPLODED = 1e6  # a training MSE above this is divergence: targets are scaled to [0, 1], so a sane MSE is < 1
 
@@ -69,32 +69,6 @@ class FitResult:
 
     def __len__(self) -> int:
         return len(self.replicas)
-
-
-class _Evaluator:
-    """All splits in one forward pass: MSE and R^2 per split per replica."""
-
-    def __init__(self, data: Dataset) -> None:
-        parts = [(s, getattr(data, f"x_{s}"), getattr(data, f"y_{s}")) for s in SPLITS]
-        parts = [(s, x, y) for s, x, y in parts if len(x)]
-        self.splits = [s for s, _, _ in parts]
-        self.x = np.ascontiguousarray(np.concatenate([x for _, x, _ in parts]).T)  # (n_features, n)
-        self.y = np.concatenate([y for _, _, y in parts]).T  # (1, n)
-        sizes = [len(x) for _, x, _ in parts]
-        self.starts = np.cumsum([0, *sizes[:-1]])
-        self.n = np.asarray(sizes, dtype=float)
-        self.ss_tot = np.array([float(((y - y.mean()) ** 2).sum()) for _, _, y in parts])
-
-    def __call__(self, net: Network) -> dict[str, Array]:
-        diff = net.forward(self.x, train=False) - self.y
-        sse = np.add.reduceat(diff * diff, self.starts, axis=-1).sum(axis=-2)  # (R, n_splits) or (n_splits,)
-        sse = sse.reshape(-1, len(self.splits))
-        out = {}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for i, s in enumerate(self.splits):
-                out[f"{s}_mse"] = sse[:, i] / self.n[i]
-                out[f"{s}_r2"] = 1.0 - sse[:, i] / self.ss_tot[i] if self.ss_tot[i] > 0 else np.full(len(sse), np.nan)
-        return out
 
 
 def _quiet_overflow(fn):
@@ -156,7 +130,7 @@ def fit(
     x, y = np.ascontiguousarray(data.x_train.T), np.ascontiguousarray(data.y_train.T)  # feature-major
     n = x.shape[1]
     batch = min(int(batch_size), n)
-    evaluate = _Evaluator(data)
+    evaluate = Evaluator(data)
     names = [*evaluate(net).keys(), "lr"]  # also checks the network fits the data before any training
     curves = {k: np.full((epochs, R), np.nan) for k in names}
     state = optimizer.init(net.flat)

@@ -4,7 +4,7 @@ into each trial's config.
     space:
       lr:       {path: optimizer.lr, type: float, low: 0.01, high: 1.0, log: true}
       steps:    {path: schedule.decay_steps, type: int, low: 25, high: 300, step: 25}
-      model:    {path: model, type: categorical, choices: [mlp_4_6_4_1, mlp_4_8_6_4_1]}
+      model:    {path: model, type: categorical, choices: [mlp_6_4, mlp_8_6_4]}
       momentum: {path: optimizer.momentum, type: float, low: 0, high: 0.95, when: {optimizer: [sgd_momentum]}}
 
 A `path` naming a config group (`model`, `optimizer`, ...) chooses among that group's options; any
@@ -135,7 +135,7 @@ def suggest(trial, params: Sequence[Param]) -> dict[str, Any]:
 
 
 def group_overrides(params: Sequence[Param], values: Mapping[str, Any]) -> tuple[str, ...]:
-    """The Hydra overrides choosing config group options (`model=mlp_4_8_6_4_1`)."""
+    """The Hydra overrides choosing config group options (`model=mlp_8_6_4`)."""
     return tuple(f"{p.path}={values[p.name]}" for p in params if p.group and p.name in values)
 
 

@@ -23,8 +23,9 @@ import os
 import socket
 import threading
 import time
+import uuid
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,14 @@ DEFAULT_JOURNAL = "optuna-journal.log"
 def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     """null -> the project's journal file; journal:<path> -> that journal file; else an RDB URL."""
     from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend
+
+    from nnexp.sweeps.journal import Journal
 
     if not url or url.startswith("journal:"):
         path = Path(url[len("journal:"):]) if url else Path(DEFAULT_JOURNAL)
         path = path if path.is_absolute() else project_root() / path
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(Journal(str(path)))
     if "://" not in url:
         raise ConfigError("sweep.storage", url, "expected null (the project's journal file), journal:<path>, or a "
                           "database URL such as sqlite:///optuna.db or postgresql://user@host/db")
@@ -93,7 +95,7 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 8) -> l
 
 def open_study(storage, name: str, parts: Mapping[str, Any], *, create: bool, direction: Any,
                sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner,
-               baseline: Mapping[str, Any] | None = None) -> optuna.Study:
+               baseline: Mapping[str, Any] | None = None, base_overrides: Sequence[str] = ()) -> optuna.Study:
     """Load study `name` (checking it was started with the same search space and base config), or
     create it with the baseline enqueued as trial 0."""
     try:
@@ -105,6 +107,10 @@ def open_study(storage, name: str, parts: Mapping[str, Any], *, create: bool, di
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                     direction=direction, load_if_exists=True)
         if "nnexp.fingerprint" not in study.user_attrs:  # not created by a concurrent worker
+            uid = uuid.uuid4().hex
+            study.set_user_attr("nnexp.uid", uid)  # names the sweep's records (MLflow runs) across stores
+            study.set_user_attr("nnexp.parent_key", f"sweep:{uid}")
+            study.set_user_attr("nnexp.base_overrides", list(base_overrides))  # to train its trials again
             study.set_user_attr("nnexp.parts", dict(parts))
             study.set_user_attr("nnexp.fingerprint", fingerprint(parts))
             if baseline is not None:
@@ -136,15 +142,39 @@ def put_back(storage, sid: int, numbers: Iterable[int], reclaimed: bool = False)
 
 
 def reclaim_stale(storage, study: optuna.Study, grace: float) -> list[int]:
-    """Put back RUNNING trials whose last heartbeat (or start) is older than `grace` seconds."""
+    """Put back RUNNING trials whose worker is gone: a process of this machine that no longer exists at
+    once, any other once its last heartbeat (or start) is older than `grace` seconds."""
     now = time.time()
     stale = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         last = t.system_attrs.get(HEARTBEAT) or (t.datetime_start.timestamp() if t.datetime_start else now)
-        if now - float(last) > grace:
+        if now - float(last) > grace or _dead_here(t.system_attrs.get(WORKER, "")):
             stale.append(t.number)
     put_back(storage, study_id(storage, study), stale, reclaimed=True)
     return stale
+
+
+def _dead_here(worker: str) -> bool:
+    """`host:pid` names a process of this machine that no longer runs (a reused pid reads as alive, and
+    then the heartbeat's grace decides)."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def waiting_message(study: optuna.Study, grace: float) -> str:
+    """What a worker waits for when the budget's last trials are held by other workers."""
+    held = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    owners = sorted({str(t.system_attrs.get(WORKER, "an unknown worker")) for t in held})
+    return (f"waiting for {len(held)} trial(s) that other workers hold ({', '.join(owners)}); if a worker is dead, "
+            f"its trials come back {grace:g} s after its last heartbeat (sweep.heartbeat.grace) and are re-run here")
 
 
 class Heartbeat:

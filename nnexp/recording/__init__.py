@@ -1,0 +1,162 @@
+"""Recording runs in MLflow off the training path.
+
+A command (`make train`, a sweep's workers, an ablation) never imports MLflow: it writes each run's
+record (params, curves, metrics, tags, texts, figures to draw, the model's files) to its spool file
+and goes on training. A recorder process, started at the command's start on the other core, imports
+MLflow meanwhile and drains the spool into the store (`nnexp.recording.recorder`). Nothing is lost:
+the recorder drains everything before it exits (also when the command is interrupted or killed), and
+a spool left behind by a recorder that died is replayed, exactly once, by the next command's recorder.
+
+    rec = Recording(uri)          # starts the recorder
+    rec.write({...})              # a record (see nnexp.recording.records)
+    rec.finish()                  # waits until everything is in MLflow; raises RecordingError if not
+
+It may import nnexp's engine and shared modules, never the sweeps or ablations.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from nnexp.paths import project_root
+from nnexp.recording.spool import SpoolWriter, new_session, spool_dir
+
+SESSION_ENV = "NNEXP_RECORDING_SESSION"  # spawned workers write into their coordinator's session
+
+
+class RecordingError(RuntimeError):
+    """The store cannot take the records (a tracking server that does not answer, a store that cannot
+    be written): the message says which store, what happened, and where the records wait."""
+
+
+def resolve_uri(uri: str | None) -> str:
+    """An explicit URI, else MLFLOW_TRACKING_URI, else the project's own SQLite store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def artifact_root(uri: str) -> str | None:
+    """For a SQLite store, artifacts live beside the database (an absolute file URI, so the UI finds
+    them from any working directory); a tracking server chooses its own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+def use_wal(uri: str) -> None:
+    """Put an embedded SQLite store in write-ahead-log mode (kept in the file): readers (the UI) never
+    block writers, concurrent processes wait less, and a commit costs one write instead of several
+    synchronous ones; commits wait for no disk flush (synchronous=NORMAL: a killed process loses
+    nothing, a power cut may lose the last commits)."""
+    if not uri.startswith("sqlite:///"):
+        return
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    path = Path(uri[len("sqlite:///"):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, timeout=60)
+    try:
+        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+    if not getattr(use_wal, "hooked", False):
+        def pragmas(dbapi_connection: object, record: object) -> None:
+            if isinstance(dbapi_connection, sqlite3.Connection):
+                dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+        event.listen(Engine, "connect", pragmas)
+        use_wal.hooked = True  # type: ignore[attr-defined]
+
+
+class Recording:
+    """This command's spool and its recorder process (or, in a spawned worker, only its spool file in
+    the coordinator's session, which the coordinator's recorder drains)."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        self.uri = resolve_uri(uri)
+        self.dir = spool_dir(self.uri, project_root())
+        joined = os.environ.get(SESSION_ENV)
+        self.session = joined or new_session()
+        self.writer = SpoolWriter(self.dir, self.session, self.uri)
+        self.status, self.error, self.lag = "starting", "", 0
+        self.run_ids: dict[str, str] = {}  # record key -> MLflow run id, as the recorder reports them
+        self.proc: subprocess.Popen | None = None
+        if not joined:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "nnexp.recording.recorder", str(self.dir), self.session, self.uri],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(project_root()),
+                                                                                os.environ.get("PYTHONPATH")]))})
+            threading.Thread(target=self._listen, daemon=True, name="nnexp-recorder-status").start()
+
+    def _listen(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            word, _, rest = line.rstrip("\n").partition(" ")
+            if word == "error":
+                self.error = rest
+            elif word == "run":
+                key, _, run_id = rest.partition(" ")
+                self.run_ids[key] = run_id
+            elif word == "lag":
+                self.lag = int(rest)
+            else:
+                self.status = word
+
+    def env(self) -> dict[str, str]:
+        """The environment of a worker process that joins this session."""
+        return {**os.environ, SESSION_ENV: self.session}
+
+    def write(self, record: dict) -> None:
+        self.writer.write(record)
+
+    def check(self) -> None:
+        """Raise RecordingError if the recorder could not open the store (fail fast, before more work)."""
+        if self.error:
+            raise RecordingError(self.error)
+
+    def finish(self, timeout: float | None = None) -> None:
+        """Close the spool and wait until the recorder has put everything in the store."""
+        self.writer.close()
+        if self.proc is None:
+            return
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise RecordingError(f"the tracking store {self.uri} has not taken every record after {timeout:.0f} s; "
+                                 f"they wait in {self.dir} and the next command records them") from None
+        time.sleep(0.01)  # the status thread reads the recorder's last line
+        self.check()
+        if self.proc.returncode:
+            raise RecordingError(f"the recorder stopped with exit code {self.proc.returncode}; the records wait in "
+                                 f"{self.dir} and the next command records them")
+
+    def end_after(self, key: str, experiment: str, status: str, reason: str) -> None:
+        """The command failed or was interrupted while run `key` was open: end it with `status` and the
+        reason, and wait for the recorder; if the store never opened, nothing of it is recorded."""
+        if self.error and self.status != "ready":
+            self.discard()
+            return
+        try:
+            self.writer.write({"op": "run", "key": key, "experiment": experiment, "status": status,
+                               "tags": {"nnexp.failure_reason": reason}, "ts": int(time.time() * 1000)})
+            self.finish()
+        except (RecordingError, OSError):
+            pass  # the error on its way up says what happened; the spool keeps what was written
+
+    def discard(self) -> None:
+        """Nothing of this command may be recorded (bad input found after the start): drop the spool."""
+        self.writer.close(discard=True)
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+            self.proc.wait()
