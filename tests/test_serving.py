@@ -36,7 +36,7 @@ MLFLOW_BIN = ROOT / ".venv" / "bin"
 
 def _overrides(store, csv):
     return [f"tracking.uri={store}", "trainer.epochs=20", "tracking.plots=false", "data=csv", f"data.path={csv}",
-            "data.target=price", "model.sizes=[3,6,4,1]"]
+            "data.target=price"]
 
 
 @pytest.fixture(scope="module")
