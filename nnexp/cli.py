@@ -83,10 +83,14 @@ def _check_group_options(args: Sequence[str]) -> None:
 def guarded(fn: Callable[[], Any], interrupted: str = "the run was recorded as KILLED") -> Any:
     """Run fn; ConfigError -> exit 2 with the message; Ctrl-C / SIGTERM -> exit 130."""
     sigterm_interrupts()
+    from nnexp.recording import RecordingError
+
     try:
         return fn()
     except ConfigError as e:
         fail(str(e))
+    except RecordingError as e:  # a store that cannot be opened is bad input (2); one that stopped answering, 1
+        fail(str(e), EXIT_USAGE if not e.opened else 1)
     except KeyboardInterrupt as e:
         handled()
         sys.stderr.write(f"\ninterrupted ({e or 'Ctrl-C'}): {interrupted}\n")

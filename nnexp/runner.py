@@ -140,7 +140,7 @@ def train(cfg: DictConfig, progress: bool | None = None) -> RunSummary:
         curves = CurveSpool(rec, key, exp)
         result = plan.fit(callbacks=[curves, Progress(plan.epochs, enabled=progress)])[0]
         curves.flush()
-        model_dir = rec.dir / key.replace(":", "-") / "model" if settings["log_model"] else None
+        model_dir = rec.scratch(key) / "model" if settings["log_model"] else None
         status, metrics, fields = outcome_record(plan, result, cfg, model_dir, settings["plots"])
         rec.write(records.run(key, exp, **fields))
         rec.finish()

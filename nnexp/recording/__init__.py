@@ -17,6 +17,7 @@ It may import nnexp's engine and shared modules, never the sweeps or ablations.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -31,7 +32,12 @@ SESSION_ENV = "NNEXP_RECORDING_SESSION"  # spawned workers write into their coor
 
 class RecordingError(RuntimeError):
     """The store cannot take the records (a tracking server that does not answer, a store that cannot
-    be written): the message says which store, what happened, and where the records wait."""
+    be written): the message says which store, what happened, and where the records wait. `opened`:
+    whether the store was ever opened (if not, nothing of the command was recorded)."""
+
+    def __init__(self, message: str, opened: bool = True) -> None:
+        super().__init__(message)
+        self.opened = opened
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -88,18 +94,21 @@ class Recording:
         self.writer = SpoolWriter(self.dir, self.session, self.uri)
         self.status, self.error, self.lag = "starting", "", 0
         self.run_ids: dict[str, str] = {}  # record key -> MLflow run id, as the recorder reports them
-        self.proc: subprocess.Popen | None = None
-        if not joined:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "nnexp.recording.recorder", str(self.dir), self.session, self.uri],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(project_root()),
-                                                                                os.environ.get("PYTHONPATH")]))})
-            threading.Thread(target=self._listen, daemon=True, name="nnexp-recorder-status").start()
+        self.scratches: list[Path] = []
+        self.proc: subprocess.Popen | None = None if joined else self._start()
 
-    def _listen(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
+    def _start(self) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nnexp.recording.recorder", str(self.dir), self.session, self.uri],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(project_root()),
+                                                                            os.environ.get("PYTHONPATH")]))})
+        threading.Thread(target=self._listen, args=(proc,), daemon=True, name="nnexp-recorder-status").start()
+        return proc
+
+    def _listen(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
             word, _, rest = line.rstrip("\n").partition(" ")
             if word == "error":
                 self.error = rest
@@ -118,28 +127,49 @@ class Recording:
     def write(self, record: dict) -> None:
         self.writer.write(record)
 
+    def scratch(self, name: str) -> Path:
+        """A directory beside the spool for files a record carries (a model, plots): the recorder deletes
+        it once it has logged them, `discard` if nothing may be recorded."""
+        path = self.dir / f"{self.writer.path.stem}-{name.replace(':', '-')}"
+        self.scratches.append(path)
+        return path
+
     def check(self) -> None:
-        """Raise RecordingError if the recorder could not open the store (fail fast, before more work)."""
+        """Raise RecordingError if the recorder could not use the store (fail fast, before more work)."""
         if self.error:
-            raise RecordingError(self.error)
+            raise RecordingError(self.error, opened=self.status == "ready")
+
+    def wait_ready(self) -> None:
+        """Block until the recorder has opened the store (it does so at the first record), or raise
+        RecordingError: a sweep does not count a trial as done on a store it cannot write."""
+        while self.proc is not None and self.status != "ready" and not self.error and self.proc.poll() is None:
+            time.sleep(0.01)
+        time.sleep(0.01 if self.proc is not None and self.proc.poll() is not None else 0)
+        self.check()
 
     def finish(self, timeout: float | None = None) -> None:
-        """Close the spool and wait until the recorder has put everything in the store."""
+        """Close the spool and wait until the recorder has put everything in the store (a recorder that was
+        killed meanwhile is started again once: it records the rest, exactly once)."""
         self.writer.close()
         if self.proc is None:
             return
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise RecordingError(f"the tracking store {self.uri} has not taken every record after {timeout:.0f} s; "
-                                 f"they wait in {self.dir} and the next command records them") from None
-        time.sleep(0.01)  # the status thread reads the recorder's last line
+        for attempt in (1, 2):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                raise RecordingError(f"the tracking store {self.uri} has not taken every record after {timeout:.0f} "
+                                     f"s; they wait in {self.dir} and the next nnexp command records them") from None
+            time.sleep(0.02)  # the status thread reads the recorder's last lines
+            if self.proc.returncode >= 0 or attempt == 2:
+                break
+            self.proc = self._start()  # killed (SIGKILL, OOM): another one drains what is left
         self.check()
         if self.proc.returncode:
             raise RecordingError(f"the recorder stopped with exit code {self.proc.returncode}; the records wait in "
-                                 f"{self.dir} and the next command records them")
+                                 f"{self.dir} and the next nnexp command records them")
 
     def end_after(self, key: str, experiment: str, status: str, reason: str) -> None:
         """The command failed or was interrupted while run `key` was open: end it with `status` and the
@@ -157,6 +187,8 @@ class Recording:
     def discard(self) -> None:
         """Nothing of this command may be recorded (bad input found after the start): drop the spool."""
         self.writer.close(discard=True)
+        for path in self.scratches:
+            shutil.rmtree(path, ignore_errors=True)
         if self.proc is not None and self.proc.stdin is not None:
             self.proc.stdin.close()
             self.proc.wait()

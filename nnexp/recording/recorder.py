@@ -13,6 +13,8 @@ its key made (see `apply`), so every record is recorded exactly once.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import sys
@@ -24,7 +26,12 @@ from typing import Any
 from nnexp.recording.spool import SpoolReader, spool_files
 
 POLL = 0.02  # seconds between looks at the spool when idle
-RETRY = (0.5, 1, 2, 4, 8, 15)  # backoff while a tracking server does not answer
+RETRY = 2.0  # seconds between attempts while a tracking server does not answer
+DRAIN_GRACE = float(os.environ.get("NNEXP_DRAIN_GRACE", "60"))  # after the command ended, then give up
+
+
+class StoreGone(RuntimeError):
+    """The tracking store stopped answering and did not come back in time."""
 
 
 def say(*words: object) -> None:
@@ -39,12 +46,19 @@ class Recorder:
         self.closed = threading.Event()  # the command closed our stdin (finished, or died)
         self.apply: Any = None
         self.announced: set[str] = set()
+        self.failures = 0
+        self.closed_at = math.inf
 
     def open_store(self) -> None:
         from nnexp.recording.apply import Applier
         from nnexp.recording.store import Store
 
-        self.store = Store(self.uri)
+        try:
+            self.store = Store(self.uri)
+        except Exception as e:
+            raise StoreGone(f"tracking.uri = {self.uri!r}: cannot open this tracking store ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:300]}). Start the server (make server), or point "
+                            "tracking.uri / MLFLOW_TRACKING_URI at a store that answers; nothing was recorded") from None
         self.apply = Applier(self.store, on_run=self.announce)
         say("ready")
 
@@ -74,23 +88,52 @@ class Recorder:
         for offset, record in reader.records():
             if record.get("op") not in ("header", "end"):
                 if self.store is None:
-                    self.open_store()
-                self.with_retries(lambda r=record, rd=reader: self.apply(r, rd.path, replay=rd.replay))
+                    self.open_store()  # a store that cannot be opened fails the command at once
+                try:
+                    self.with_retries(lambda r=record, rd=reader: self.apply(r, rd.path, replay=rd.replay))
+                except Exception as e:  # noqa: BLE001 - kept aside, reported; the others go on
+                    self.quarantine(reader, record, e)
                 n += 1
             reader.ack(offset)
         return n
 
     def with_retries(self, fn: Any) -> None:
-        for i, wait in enumerate((*RETRY, None)):
+        """Retry while the store does not answer: as long as the command runs, then for DRAIN_GRACE
+        seconds more (its records stay in the spool for the next command if it does not come back)."""
+        failing_since = None
+        while True:
             try:
-                return fn()
-            except Exception as e:  # noqa: BLE001 - every failure is reported; only a dead server is retried
-                if wait is None or not self.unreachable(e):
+                fn()
+                if failing_since is not None:
+                    sys.stderr.write(f"nnexp recorder: the tracking store {self.uri} answers again\n")
+                return
+            except Exception as e:
+                if not self.unreachable(e):
                     raise
-                if i == 0:
-                    sys.stderr.write(f"nnexp recorder: the tracking store {self.uri} does not answer ({e}); the "
-                                     f"records wait in {self.directory}, retrying\n")
-                time.sleep(wait)
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    if not str(e).startswith("the parent run"):
+                        sys.stderr.write(f"nnexp recorder: the tracking store {self.uri} does not answer "
+                                         f"({' '.join(str(e).split())[:200]}); training goes on, its records wait in "
+                                         f"{self.directory}; retrying\n")
+                if self.closed.is_set() and now - max(failing_since, self.closed_at) > DRAIN_GRACE:
+                    raise StoreGone(f"the tracking store {self.uri} did not answer for {DRAIN_GRACE:.0f} s after "
+                                    f"the command ended; its records wait in {self.directory} and the next nnexp "
+                                    "command records them") from None
+                time.sleep(RETRY)
+
+    def quarantine(self, reader: SpoolReader, record: dict[str, Any], e: Exception) -> None:
+        """A record the store refuses for good (not a store that does not answer): kept in <spool>.failed
+        with the reason, and reported; the records after it are recorded."""
+        if isinstance(e, StoreGone):
+            raise e
+        failed = reader.path.with_suffix(".failed")
+        with open(failed, "a") as f:
+            f.write(json.dumps({"error": f"{type(e).__name__}: {e}", "record": record}) + "\n")
+        self.failures += 1
+        sys.stderr.write(f"nnexp recorder: a record could not be recorded ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:300]}); it is kept in {failed}\n")
 
     @staticmethod
     def unreachable(e: Exception) -> bool:
@@ -119,6 +162,7 @@ class Recorder:
     def _wait_for_eof(self) -> None:
         while sys.stdin.buffer.read(4096):
             pass
+        self.closed_at = time.monotonic()
         self.closed.set()
 
 
@@ -137,8 +181,15 @@ def main(argv: list[str]) -> int:
     recorder = Recorder(directory, session, uri)
     try:
         recorder.run()
+    except StoreGone as e:
+        say("error", str(e))
+        return 1
     except Exception as e:  # noqa: BLE001 - the command prints it as one paragraph
         say("error", f"{type(e).__name__}: {' '.join(str(e).split())[:1500]}")
+        return 1
+    if recorder.failures:
+        say("error", f"{recorder.failures} record(s) could not be recorded; they are kept in the spool's .failed "
+                     f"files in {directory}")
         return 1
     say("done")
     return 0

@@ -66,12 +66,13 @@ class SpoolWriter:
     def close(self, discard: bool = False) -> None:
         """Mark the end (the recorder may delete the file once it has drained it), or remove the file
         when nothing in it may be recorded (`discard`: bad input found before anything was recorded)."""
+        if discard:
+            self.path.unlink(missing_ok=True)
+            self.path.with_suffix(".acks").unlink(missing_ok=True)
         if self.closed:
             return
         self.closed = True
-        if discard:
-            self.path.unlink(missing_ok=True)
-        else:
+        if not discard:
             self.write(END)
             os.fsync(self.fd)
         os.close(self.fd)

@@ -120,7 +120,7 @@ def sweep_files(sw: Any) -> list[list[str]]:
     """Optuna's plots and every trial as a table (Optuna's own dataframe), written beside the spool."""
     from nnexp.sweeps.plots import optuna_plots
 
-    out = sw.rec.dir / f"{sw.parent_key.replace(':', '-')}-end"
+    out = sw.rec.scratch(f"{sw.parent_key}-end")
     out.mkdir(parents=True, exist_ok=True)
     files = [[str(p), "plots"] for p in optuna_plots(sw.study, out, sw.st.metric)]
     frame = sw.study.trials_dataframe()
@@ -142,7 +142,7 @@ def record_arm(sw: Any, arm: Arm, seeds: tuple[int, ...]) -> None:
         if r.ok:
             _, points, step = records.final_points(r, arm.plan.spec, {k: dict(enumerate(v)) for k, v in
                                                                       r.curves.items()})
-            model_dir = sw.rec.dir / key.replace(":", "-") / "model"
+            model_dir = sw.rec.scratch(key) / "model"
             d = arm.plan.data
             Model.from_state(arm.plan.spec, r.state, d.scaler, {"dataset": d.name}, d.feature_names,
                              d.target_name).save(model_dir)

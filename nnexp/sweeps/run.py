@@ -205,6 +205,9 @@ def run(cfg: DictConfig, overrides: Sequence[str], worker_index: int | None = No
         reason = str(e) if isinstance(e, SweepError) else "interrupted" if status == "KILLED" else \
             f"{type(e).__name__}: {e}"
         stop_workers(procs)
+        if sw.rec.error and sw.rec.status != "ready":  # the store never opened: nothing of it is recorded
+            sw.rec.discard()
+            raise
         sw.end_parent(status, reason)
         with contextlib.suppress(RecordingError):
             sw.rec.finish()

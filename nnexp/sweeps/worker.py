@@ -200,6 +200,7 @@ class TrialLog:
         self.uid = str(study.user_attrs.get("nnexp.uid") or study.study_name)
         self.open: set[int] = set()
         self.label, self.start_ms, self.failures_in_row = "", 0, 0
+        self.ready = False
 
     def start(self, label: str, members: Sequence[Member]) -> None:
         self.label, self.start_ms = label, records.now_ms()
@@ -211,6 +212,9 @@ class TrialLog:
         with deferred():
             with self.phases("record"):
                 self.rec.write(self.record(m, result, state, reason))
+                if not self.ready:  # no trial counts as done on a store that cannot take its record
+                    self.rec.wait_ready()
+                    self.ready = True
             with self.phases("optuna"):
                 attrs: dict[str, Any] = {"population": self.label}
                 if result is not None:
