@@ -17,8 +17,7 @@ import numpy as np
 
 from nnexp import plots, population
 from nnexp.ablations import study as ablation
-from nnexp.cli import with_default_group
-from nnexp.config import ConfigCache, compose
+from nnexp.config import ConfigCache, compose, with_default_group
 from nnexp.paths import project_root
 from nnexp.sweeps import run as sr
 

@@ -24,10 +24,18 @@ from nnexp.engine.loop import Callback, FitResult, fit
 from nnexp.engine.model import MLPSpec
 from nnexp.engine.network import Network
 from nnexp.errors import ConfigError, choice
-from nnexp.interrupts import Checkpoint
+from nnexp.interrupts import check
 
 Array = np.ndarray
 Value = Any  # a scalar, or an (R,) array in a population
+
+
+class Checkpoint(Callback):
+    """Calls `check()` after every evaluated epoch: an interrupt that a finaliser swallowed is raised
+    between epochs (`Plan.fit` adds it to every training run)."""
+
+    def on_epoch_end(self, epoch: int, replicas: Any, metrics: Any) -> None:
+        check()
 
 
 @dataclass

@@ -16,8 +16,7 @@ import optuna
 from conftest import ROOT
 from mlflow import MlflowClient
 
-from nnexp.cli import with_default_group
-from nnexp.config import compose
+from nnexp.config import compose, with_default_group
 from nnexp.sweeps import run as sweep_run
 from nnexp.sweeps.storage import open_storage
 

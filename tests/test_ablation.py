@@ -14,8 +14,7 @@ from nnexp.ablations import study as ablation
 from nnexp.ablations.analysis import DIVERGED, analyse
 from nnexp.ablations.report import command
 from nnexp.ablations.run import AblationMismatch
-from nnexp.cli import with_default_group
-from nnexp.config import ConfigCache, compose
+from nnexp.config import ConfigCache, compose, with_default_group
 from nnexp.errors import ConfigError
 
 

@@ -14,8 +14,7 @@ import pytest
 from conftest import ROOT, run_script
 from mlflow import MlflowClient
 
-from nnexp.cli import with_default_group
-from nnexp.config import compose
+from nnexp.config import compose, with_default_group
 from nnexp.errors import ConfigError
 from nnexp.sweeps import run as sweep_run
 from nnexp.sweeps.storage import open_storage

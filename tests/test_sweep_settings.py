@@ -12,8 +12,7 @@ from conftest import run_script
 from omegaconf import OmegaConf
 from test_sweep import args_for, run_sweep, runs
 
-from nnexp.cli import with_default_group
-from nnexp.config import compose
+from nnexp.config import compose, with_default_group
 from nnexp.errors import ConfigError
 from nnexp.sweeps import space
 from nnexp.sweeps.settings import make_sampler, settings

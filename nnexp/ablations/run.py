@@ -68,8 +68,20 @@ def writable(directory: Path) -> None:
         raise ConfigError("ablation.report_dir", str(directory), f"{parent} is not a directory this user can write")
 
 
-def record(cfg: DictConfig, args: Sequence[str], into_repo: bool = False) -> str:
-    """Train, record in MLflow, then write the report. Returns the text to print."""
+@dataclass(frozen=True)
+class StudyResult:
+    """A recorded study: its rows (each variant against the baseline), every number, where it went."""
+
+    study: Study
+    rows: list[Row]
+    outcome: Outcome
+    report_dir: Path
+    parent_run: str
+    text: str
+
+
+def record(cfg: DictConfig, args: Sequence[str], into_repo: bool = False) -> StudyResult:
+    """Train, record in MLflow, then write the report."""
     study = parse(cfg)
     prov = records.provenance()
     if into_repo and prov["git_dirty"] == "true" and not study.force:
@@ -88,10 +100,11 @@ def record(cfg: DictConfig, args: Sequence[str], into_repo: bool = False) -> str
         pngs = report.draw(t.study, t.out, stage)
         parent = mlflow_record(t, tracking, texts, pngs)
         _replace(stage, directory)
-    return "\n\n".join([f"ablation {study.name}: {len(study.variants) - 1} variants × {len(study.seeds)} seeds",
-                        report.markdown_table(report.EFFECT_HEADER, report.effects_table(t.rows)),
-                        f"report: {directory / 'REPORT.md'}", f"MLflow: parent run {parent} in experiment "
-                        f"{study.experiment} (browse with `make ui`)"])
+    text = "\n\n".join([f"ablation {study.name}: {len(study.variants) - 1} variants × {len(study.seeds)} seeds",
+                         report.markdown_table(report.EFFECT_HEADER, report.effects_table(t.rows)),
+                         f"report: {directory / 'REPORT.md'}", f"MLflow: parent run {parent} in experiment "
+                         f"{study.experiment} (browse with `make ui`)"])
+    return StudyResult(t.study, t.rows, t.out, directory, parent, text)
 
 
 def mlflow_record(t: Trained, tracking: dict, texts: dict[str, str], pngs: list[Path]) -> str:

@@ -56,9 +56,10 @@ class Recorder:
         try:
             self.store = Store(self.uri)
         except Exception as e:
-            raise StoreGone(f"tracking.uri = {self.uri!r}: cannot open this tracking store ({type(e).__name__}: "
-                            f"{' '.join(str(e).split())[:300]}). Start the server (make server), or point "
-                            "tracking.uri / MLFLOW_TRACKING_URI at a store that answers; nothing was recorded") from None
+            why = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            raise StoreGone(f"tracking.uri = {self.uri!r}: cannot open this tracking store ({why}). Start the server "
+                            "(make server), or point tracking.uri / MLFLOW_TRACKING_URI at a store that answers; "
+                            "nothing was recorded") from None
         self.apply = Applier(self.store, on_run=self.announce)
         say("ready")
 
