@@ -30,7 +30,7 @@ def train(overrides: Sequence[str] = (), *, progress: bool | None = False) -> An
     """One run of the composed config, recorded in MLflow; returns its `RunSummary` (run_id, status,
     metrics, result with curves and weights, seconds)."""
     from nnexp.config import compose_checked
-    from nnexp.runner import train as run
+    from nnexp.runner import run
 
     return run(compose_checked(list(overrides)), progress=progress)
 

@@ -17,10 +17,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from nnexp import schema
-from nnexp.engine import data as datasets
-from nnexp.engine import optim, schedules
+from nnexp.engine import csvfile, datasets, optim, schedules
 from nnexp.engine.data import Dataset
-from nnexp.engine.loop import Callback, FitResult, fit
+from nnexp.engine.loop import Callback, FitResult, check_fit, fit
 from nnexp.engine.model import MLPSpec
 from nnexp.engine.network import Network
 from nnexp.errors import ConfigError, choice
@@ -94,7 +93,7 @@ DATASETS: dict[str, tuple[Any, dict[str, str]]] = {
                                        "seed": "int", "n_features": "int"}),
     "simple_patterns": (datasets.simple_patterns,
                         {"pattern": "str", "repeats": "int", "noise": "float", "seed": "int"}),
-    "csv": (datasets.load_csv, {"path": "str", "target": "str", "features": "names", "test_fraction": "float",
+    "csv": (csvfile.load_csv, {"path": "str", "target": "str", "features": "names", "test_fraction": "float",
                                 "val_fraction": "float", "seed": "int"}),
 }
 
@@ -188,9 +187,7 @@ def build_plan(cfg: DictConfig, data: Dataset | None = None, spec: MLPSpec | Non
     spec = spec if spec is not None else build_spec(cfg, data.n_features)
     if spec.sizes[0] != data.n_features:
         raise ValueError(f"a model for {spec.sizes[0]} inputs cannot train on {data.n_features} features")
-    if patience is not None and len(data.x_val) == 0:
-        raise ConfigError("trainer.early_stopping_patience", patience,
-                          "early stopping needs a validation split (data.val_fraction > 0)")
+    check_fit(epochs, batch, patience, 1, len(data.x_val) > 0)
     plan = Plan(spec, data, name, args, lr, sname, sargs, epochs, batch, patience, [seed])
     check_memory(plan)
     return plan

@@ -124,7 +124,7 @@ def run_name(plan: Plan, seed: bool = True) -> str:
     return " ".join(parts + ([f"seed={plan.seeds[0]}"] if seed else []))
 
 
-def train(cfg: DictConfig, progress: bool | None = None) -> RunSummary:
+def run(cfg: DictConfig, progress: bool | None = None) -> RunSummary:
     """Validate `cfg`, train one run of it, and record everything in MLflow.
 
     Bad values raise ConfigError before anything is recorded. Ctrl-C / SIGTERM end the run as KILLED."""

@@ -30,7 +30,8 @@ from typing import Any
 
 import pandas as pd
 
-from nnexp.engine.model import Model, read_spec
+from nnexp.engine.model import Model
+from nnexp.engine.modelfile import read_spec
 
 LOADER = "nnexp.serving"  # this module: MLflow imports it from the installed package
 DATA = "model"  # the data directory's name; MLflow keeps it under data/ in the artifact

@@ -96,7 +96,7 @@ def test_running_twice_gives_identical_numbers_and_the_check_passes(study):
         (tmp / "report" / "results.json").write_text(json.dumps(results))
 
 
-@pytest.mark.parametrize("crafted", [["data._target_=shutil.rmtree"], ["hydra.run.dir=/tmp/x"],
+@pytest.mark.parametrize("crafted", [["csvfile._target_=shutil.rmtree"], ["hydra.run.dir=/tmp/x"],
                                      ["+model.hidden=[4]"], ["tracking.uri=http://evil"], "not a list"])
 def test_a_check_never_composes_what_a_crafted_report_asks_for(tmp_path, crafted):
     (tmp_path / "report").mkdir()

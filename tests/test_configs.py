@@ -47,7 +47,7 @@ def test_the_xor_experiment_learns_xor_from_its_seed():
 
     plan = build_plan(compose(["experiment=phase1_xor"]))
     assert plan.seeds == [1]
-    result = population.train([plan])[0]
+    result = population.fit([plan])[0]
     assert result.final["test_r2"] > 0.99
 
 

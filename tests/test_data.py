@@ -7,34 +7,34 @@ import time
 import numpy as np
 import pytest
 
-from nnexp.engine import data
+from nnexp.engine import csvfile, csvlines, datasets
 from nnexp.errors import ConfigError
 
 
 def test_seed_regression_shapes_split_and_scaling():
-    d = data.seed_regression()
+    d = datasets.seed_regression()
     assert d.x_train.shape == (640, 4) and d.x_val.shape == (160, 4) and d.x_test.shape == (400, 4)
     assert d.y_train.shape == (640, 1)
     assert d.y_train.min() == 0.0 and d.y_train.max() == 1.0  # min-max on the training split
     assert np.allclose(d.x_train.mean(axis=0), 0.0) and np.allclose(d.x_train.std(axis=0), 1.0)
     # the raw target mixes every term of the seed's recipe: far from linear in the features
-    x, y = data.seed_regression_raw(2000, seed=0)
+    x, y = datasets.seed_regression_raw(2000, seed=0)
     lin = np.linalg.lstsq(np.hstack([x, np.ones((2000, 1))]), y, rcond=None)[0]
     resid = y - np.hstack([x, np.ones((2000, 1))]) @ lin
     assert 0.2 < 1 - resid.var() / y.var() < 0.8
 
 
 def test_seed_regression_is_a_pure_function_of_its_arguments():
-    a, b = data.seed_regression(seed=3, noise=0.1), data.seed_regression(seed=3, noise=0.1)
+    a, b = datasets.seed_regression(seed=3, noise=0.1), datasets.seed_regression(seed=3, noise=0.1)
     assert a.digest() == b.digest()
-    assert data.seed_regression(seed=4).digest() != a.digest()
-    assert data.seed_regression(seed=3, noise=0.0).digest() != a.digest()
-    assert data.seed_regression(n_train=100, n_test=50).x_test.shape == (50, 4)
+    assert datasets.seed_regression(seed=4).digest() != a.digest()
+    assert datasets.seed_regression(seed=3, noise=0.0).digest() != a.digest()
+    assert datasets.seed_regression(n_train=100, n_test=50).x_test.shape == (50, 4)
 
 
 def test_validation_split_is_carved_from_train_only():
-    d = data.seed_regression(val_fraction=0.25)
-    full = data.seed_regression(val_fraction=0.0)
+    d = datasets.seed_regression(val_fraction=0.25)
+    full = datasets.seed_regression(val_fraction=0.0)
     assert len(d.x_train) + len(d.x_val) == 800 and len(full.x_val) == 0
     np.testing.assert_array_equal(d.x_test.shape, full.x_test.shape)
     # the scaler is fitted on the training rows only, so validation targets may leave [0, 1]
@@ -49,9 +49,9 @@ def linear_r2(x, y):
 
 
 SYNTHETIC = {  # the synthetic regression sets: their default shapes and names
-    "seed_regression": (data.seed_regression, 4, "seed_regression"),
-    "seed_like": (data.seed_like, 4, "seed_like_c1"),
-    "friedman1": (data.friedman1, 5, "friedman1_d5"),
+    "seed_regression": (datasets.seed_regression, 4, "seed_regression"),
+    "seed_like": (datasets.seed_like, 4, "seed_like_c1"),
+    "friedman1": (datasets.friedman1, 5, "friedman1_d5"),
 }
 
 
@@ -95,11 +95,12 @@ def test_synthetic_sets_refuse_bad_arguments(name, kwargs, message):
 @pytest.mark.parametrize(
     ("make", "kwargs", "message"),
     [
-        (data.seed_like, {"coef_seed": -1}, r"data.coef_seed = -1 is not valid: expected an integer of at least 0"),
-        (data.seed_like, {"coef_seed": 0.5}, r"data.coef_seed = 0.5 is not valid"),
-        (data.friedman1, {"n_features": 4}, r"data.n_features = 4 is not valid: expected an integer from 5 to 10,000"),
-        (data.friedman1, {"n_features": 5.5}, r"data.n_features = 5.5 is not valid"),
-        (data.friedman1, {"n_features": 10_000, "n_train": 3000},
+        (datasets.seed_like, {"coef_seed": -1}, r"data.coef_seed = -1 is not valid: expected an integer of at least 0"),
+        (datasets.seed_like, {"coef_seed": 0.5}, r"data.coef_seed = 0.5 is not valid"),
+        (datasets.friedman1, {"n_features": 4},
+         r"data.n_features = 4 is not valid: expected an integer from 5 to 10,000"),
+        (datasets.friedman1, {"n_features": 5.5}, r"data.n_features = 5.5 is not valid"),
+        (datasets.friedman1, {"n_features": 10_000, "n_train": 3000},
          r"data.n_features = 10000 is not valid: 3,400 rows of 10,000 features are more than 20,000,000 values"),
     ],
     ids=["coef_seed", "coef_seed_fraction", "n_features", "n_features_fraction", "n_features_too_many_values"],
@@ -110,40 +111,40 @@ def test_synthetic_sets_refuse_their_own_bad_arguments(make, kwargs, message):
 
 
 def test_seed_like_is_a_task_of_the_seeds_family_but_not_the_seeds():
-    xs, ys = data.seed_regression_raw(4000, seed=0)
+    xs, ys = datasets.seed_regression_raw(4000, seed=0)
     r2 = []
     for coef_seed in range(10):
-        x, y = data.seed_like_raw(4000, seed=0, coef_seed=coef_seed)
+        x, y = datasets.seed_like_raw(4000, seed=0, coef_seed=coef_seed)
         np.testing.assert_array_equal(x, xs)  # the same inputs: only the formula differs
         assert abs(np.corrcoef(y, ys)[0, 1]) < 0.95  # a different task
         r2.append(linear_r2(x, y))
     assert all(0.1 < r < 0.9 for r in r2), r2  # every task mixes the nonlinear terms with the linear ones
-    assert 0.2 < linear_r2(*data.seed_like_raw(4000, seed=0)) < 0.8  # the default task, as the seed's
-    assert data.seed_like(seed=0).digest() != data.seed_regression(seed=0).digest()
-    assert data.seed_like(coef_seed=2).digest() != data.seed_like(coef_seed=1).digest()
-    assert data.seed_like(coef_seed=2).name == "seed_like_c2"
+    assert 0.2 < linear_r2(*datasets.seed_like_raw(4000, seed=0)) < 0.8  # the default task, as the seed's
+    assert datasets.seed_like(seed=0).digest() != datasets.seed_regression(seed=0).digest()
+    assert datasets.seed_like(coef_seed=2).digest() != datasets.seed_like(coef_seed=1).digest()
+    assert datasets.seed_like(coef_seed=2).name == "seed_like_c2"
     # the coefficients are a pure function of coef_seed, drawn within the documented ranges
-    c = data.seed_like_coefficients(7)
-    assert c == data.seed_like_coefficients(7) and c != data.seed_like_coefficients(8)
+    c = datasets.seed_like_coefficients(7)
+    assert c == datasets.seed_like_coefficients(7) and c != datasets.seed_like_coefficients(8)
     assert all(0.5 <= c[k] <= 1.5 for k in "awbuve") and 0.05 <= c["q1"] <= 0.2 and 0.1 <= abs(c["p"]) <= 0.5
     assert 0.7 <= c["s"] <= 1.4 and all(-1 <= c[k] <= 1 for k in ("c3", "c4"))
     assert all(0.1 <= abs(c[f"l{i}"]) <= 0.5 for i in range(1, 5))
 
 
 def test_friedman1_follows_its_formula():
-    x, y = data.friedman1_raw(20_000, seed=0, noise=0.0, n_features=7)
+    x, y = datasets.friedman1_raw(20_000, seed=0, noise=0.0, n_features=7)
     assert x.shape == (20_000, 7) and 0 <= x.min() and x.max() < 1
     x1, x2, x3, x4, x5 = x[:, :5].T
     formula = 10 * np.sin(np.pi * x1 * x2) + 20 * (x3 - 0.5) ** 2 + 10 * x4 + 5 * x5
     np.testing.assert_allclose(y, formula, rtol=0, atol=1e-12)
-    _, noisy = data.friedman1_raw(20_000, seed=0, noise=1.0, n_features=7)
+    _, noisy = datasets.friedman1_raw(20_000, seed=0, noise=1.0, n_features=7)
     assert abs((noisy - formula).mean()) < 0.03 and abs((noisy - formula).std() - 1.0) < 0.02
     # far from linear: the sine and the square carry about a quarter of the variance
     assert 0.65 < linear_r2(x, y) < 0.85
     # features beyond the fifth are irrelevant, and the Dataset holds the raw rows, scaled
-    d = data.friedman1(n_features=7, noise=0.0)
+    d = datasets.friedman1(n_features=7, noise=0.0)
     assert d.name == "friedman1_d7" and d.feature_names[-1] == "x7"
-    raw_x, raw_y = data.friedman1_raw(1200, seed=0, noise=0.0, n_features=7)
+    raw_x, raw_y = datasets.friedman1_raw(1200, seed=0, noise=0.0, n_features=7)
     np.testing.assert_allclose(d.scaler.y_inverse(d.y_test[:, 0]), raw_y[800:], atol=1e-9)
     np.testing.assert_allclose(d.x_test * d.scaler.x_std + d.scaler.x_mean, raw_x[800:], atol=1e-12)
 
@@ -151,21 +152,21 @@ def test_friedman1_follows_its_formula():
 def test_friedman1_agrees_with_scikit_learn():
     datasets = pytest.importorskip("sklearn.datasets")
     x, y = datasets.make_friedman1(n_samples=2000, n_features=6, noise=0.0, random_state=0)
-    np.testing.assert_allclose(data.friedman1_formula(x), y, rtol=1e-12)  # the same definition
+    np.testing.assert_allclose(datasets.friedman1_formula(x), y, rtol=1e-12)  # the same definition
     # the same distribution (not the same random stream): moments of y and its linear part
     theirs_x, theirs = datasets.make_friedman1(n_samples=20_000, n_features=6, noise=1.0, random_state=1)
-    ours_x, ours = data.friedman1_raw(20_000, seed=1, noise=1.0, n_features=6)
+    ours_x, ours = datasets.friedman1_raw(20_000, seed=1, noise=1.0, n_features=6)
     assert abs(ours.mean() - theirs.mean()) < 0.15 and abs(ours.std() - theirs.std()) < 0.1
     assert abs(linear_r2(ours_x, ours) - linear_r2(theirs_x, theirs)) < 0.02
 
 
 def test_simple_patterns():
-    d = data.simple_patterns("xor")
+    d = datasets.simple_patterns("xor")
     assert d.x_test.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
     assert d.y_test[:, 0].tolist() == [0, 1, 1, 0]
-    assert data.simple_patterns("or").y_test[:, 0].tolist() == [0, 1, 1, 1]
+    assert datasets.simple_patterns("or").y_test[:, 0].tolist() == [0, 1, 1, 1]
     with pytest.raises(ConfigError, match="data.pattern.*Did you mean 'xor'"):
-        data.simple_patterns("xr")
+        datasets.simple_patterns("xr")
 
 
 def write(tmp_path, text, name="t.csv"):
@@ -185,13 +186,13 @@ def table(n=30, seed=0):
 
 def test_csv_loads_scales_and_maps_back(tmp_path):
     p = write(tmp_path, table())
-    d = data.load_csv(p, target="price")
+    d = csvfile.load_csv(p, target="price")
     assert d.feature_names == ["a", "b"] and d.target_name == "price"
     assert len(d.x_train) + len(d.x_val) + len(d.x_test) == 30
     assert d.y_train.min() == 0.0 and d.y_train.max() == 1.0
     raw = d.scaler.y_inverse(d.y_test[:, 0])
     assert 990 < raw.min() and raw.max() < 1510  # back in the table's units
-    only_a = data.load_csv(p, target="price", features=["a"])
+    only_a = csvfile.load_csv(p, target="price", features=["a"])
     assert only_a.n_features == 1
 
 
@@ -297,7 +298,7 @@ def test_bad_csv_files_are_refused_with_a_message_naming_the_problem(tmp_path, c
     else:
         path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        data.load_csv(**{"path": path, "target": "y", **kwargs})
+        csvfile.load_csv(**{"path": path, "target": "y", **kwargs})
     msg = str(info.value)
     assert re.search(message, msg), msg
     # one paragraph: no line breaks, no invisible characters shown raw, never the whole file
@@ -326,54 +327,54 @@ def render(eol="\n", quote="", pad="", bom="", blank=""):
     ids=["bom", "crlf", "cr", "quoted", "spaces", "blank_lines", "empty_rows", "all"],
 )
 def test_real_world_variants_of_one_table_load_the_same(tmp_path, variant):
-    want = data.load_csv(write(tmp_path, render(), "plain.csv"), target="y", features=["a", "b"])
-    got = data.load_csv(write(tmp_path, render(**variant), "variant.csv"), target="y", features=["a", "b"])
+    want = csvfile.load_csv(write(tmp_path, render(), "plain.csv"), target="y", features=["a", "b"])
+    got = csvfile.load_csv(write(tmp_path, render(**variant), "variant.csv"), target="y", features=["a", "b"])
     assert got.feature_names == ["a", "b"] and got.digest() == want.digest()
 
 
 def test_numbers_are_read_as_a_spreadsheet_shows_them(tmp_path):
     cells = ["1e3", "1E+03", ".5", "5.", "+2", "-0", "007", " 1.5 ", "-2.5e-3"]
     rows = "a,b,y\n" + "".join(f"{c},{i},{i}\n" for i, c in enumerate(cells))
-    d = data.load_csv(write(tmp_path, rows), target="y", test_fraction=0.2, val_fraction=0.0)
+    d = csvfile.load_csv(write(tmp_path, rows), target="y", test_fraction=0.2, val_fraction=0.0)
     raw = np.concatenate([d.x_train, d.x_test])[:, 0] * d.scaler.x_std[0] + d.scaler.x_mean[0]
     assert sorted(np.round(raw, 9)) == sorted([1000, 1000, 0.5, 5, 2, 0, 7, 1.5, -0.0025])
 
 
 def test_unused_columns_may_hold_text_and_quoted_line_breaks(tmp_path):
-    d = data.load_csv(write(tmp_path, MULTILINE), target="y", features=["a", "b"])
+    d = csvfile.load_csv(write(tmp_path, MULTILINE), target="y", features=["a", "b"])
     assert d.feature_names == ["a", "b"] and len(d.x_train) + len(d.x_val) + len(d.x_test) == 9
 
 
 def test_zero_variance_feature_and_constant_target_do_not_divide_by_zero(tmp_path):
     rows = "a,b,y\n" + "".join(f"1.0,{i},{5.0}\n" for i in range(20))
-    d = data.load_csv(write(tmp_path, rows), target="y")
+    d = csvfile.load_csv(write(tmp_path, rows), target="y")
     assert np.isfinite(d.x_train).all() and np.isfinite(d.y_train).all()
 
 
 def test_limits_are_checked_while_reading_not_after(tmp_path, monkeypatch):
     """Files are data: the loader stops at its bounds (bytes, columns, one row's size, rows, values) and
     says which bound with the numbers, instead of reading the file into memory first."""
-    monkeypatch.setattr(data, "MAX_BYTES", 1000)
+    monkeypatch.setattr(csvlines, "MAX_BYTES", 1000)
     with pytest.raises(ConfigError, match=r"the file is 1,206 bytes; nnexp reads CSV files of at most 1,000 bytes"):
-        data.load_csv(write(tmp_path, "a,b,y\n" + "1,2,3\n" * 200), target="y")
-    monkeypatch.setattr(data, "MAX_BYTES", 2 * 1024**3)
-    monkeypatch.setattr(data, "MAX_ROWS", 50)
+        csvfile.load_csv(write(tmp_path, "a,b,y\n" + "1,2,3\n" * 200), target="y")
+    monkeypatch.setattr(csvlines, "MAX_BYTES", 2 * 1024**3)
+    monkeypatch.setattr(csvfile, "MAX_ROWS", 50)
     with pytest.raises(ConfigError, match=r"line 52: more than 50 data rows; nnexp reads at most 50"):
-        data.load_csv(write(tmp_path, "a,b,y\n" + "1,2,3\n" * 200), target="y")
-    monkeypatch.setattr(data, "MAX_VALUES", 90)  # 30 rows of 3 columns
+        csvfile.load_csv(write(tmp_path, "a,b,y\n" + "1,2,3\n" * 200), target="y")
+    monkeypatch.setattr(csvfile, "MAX_VALUES", 90)  # 30 rows of 3 columns
     with pytest.raises(ConfigError, match=r"line 32: more than 30 data rows of 3 columns used; nnexp reads at most "
                                           r"90 values"):
-        data.load_csv(write(tmp_path, "a,b,y\n" + "1,2,3\n" * 40), target="y")
-    assert data.load_csv(write(tmp_path, "a,b,c,y\n" + "1,2,x,3\n" * 40), target="y", features=["a"]).n_features == 1
-    monkeypatch.setattr(data, "MAX_COLUMNS", 5)
+        csvfile.load_csv(write(tmp_path, "a,b,y\n" + "1,2,3\n" * 40), target="y")
+    assert csvfile.load_csv(write(tmp_path, "a,b,c,y\n" + "1,2,x,3\n" * 40), target="y", features=["a"]).n_features == 1
+    monkeypatch.setattr(csvfile, "MAX_COLUMNS", 5)
     with pytest.raises(ConfigError, match=r"line 1: the header has 6 columns; nnexp reads at most 5"):
-        data.load_csv(write(tmp_path, "a,b,c,d,e,y\n" + "1,2,3,4,5,6\n" * 10), target="y")
-    monkeypatch.setattr(data, "MAX_ROW_CHARS", 100)
+        csvfile.load_csv(write(tmp_path, "a,b,c,d,e,y\n" + "1,2,3,4,5,6\n" * 10), target="y")
+    monkeypatch.setattr(csvlines, "MAX_ROW_CHARS", 100)
     for text, line in [("a,b,y\n" + "1,2,3\n" * 10 + "1,2," + "3" * 200 + "\n", 12),
                        ("a,b,y\n" + "1,2,3\n" * 10 + '1,2,"' + "\n" * 200 + '"\n', 12),  # short lines, one long row
                        ("a,b,y\n" + "," * 500 + "\n", 2)]:
         with pytest.raises(ConfigError, match=rf"line {line}: a row of the file is longer than 100 characters"):
-            data.load_csv(write(tmp_path, text), target="y")
+            csvfile.load_csv(write(tmp_path, text), target="y")
 
 
 def test_a_long_cell_is_refused_in_linear_time(tmp_path):
@@ -381,7 +382,7 @@ def test_a_long_cell_is_refused_in_linear_time(tmp_path):
     minutes with a pattern that had several (backtracking)."""
     started = time.perf_counter()
     with pytest.raises(ConfigError, match=r"\(120,001 characters\) is not a number"):
-        data.load_csv(write(tmp_path, "a,b,y\n" + OK + "1," + "1" * 120_000 + "x,3\n"), target="y")
+        csvfile.load_csv(write(tmp_path, "a,b,y\n" + OK + "1," + "1" * 120_000 + "x,3\n"), target="y")
     assert time.perf_counter() - started < 5
 
 
@@ -389,12 +390,12 @@ def test_files_that_cannot_be_read(tmp_path, monkeypatch):
     fifo = tmp_path / "pipe.csv"
     os.mkfifo(fifo)  # opening it would wait for a writer forever
     with pytest.raises(ConfigError, match=r"is not a regular file"):
-        data.load_csv(fifo, target="y")
+        csvfile.load_csv(fifo, target="y")
     p = write(tmp_path, "a,b,y\n" + OK)
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(p))
 
-    monkeypatch.setattr(data, "open", denied, raising=False)
+    monkeypatch.setattr(csvlines, "open", denied, raising=False)
     with pytest.raises(ConfigError, match=r"data.path = '.*t.csv' is not valid: cannot be read \(Permission denied\)"):
-        data.load_csv(p, target="y")
+        csvfile.load_csv(p, target="y")

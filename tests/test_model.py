@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from nnexp.engine import data, model, optim, schedules
+from nnexp.engine import csvfile, datasets, model, optim, schedules
 from nnexp.engine import loop as train
 from nnexp.errors import ConfigError
 
@@ -50,7 +50,7 @@ def test_initialisers_follow_their_formulas():
 
 
 def test_save_and_load_without_pickle(tmp_path):
-    d = data.load_csv(_csv(tmp_path), target="y")
+    d = csvfile.load_csv(_csv(tmp_path), target="y")
     spec = model.MLPSpec(sizes=(2, 5, 1), batch_norm=True, output_activation="sigmoid")
     r = train.fit(spec.build(3), optim.make("adam"), schedules.constant(0.01), d, epochs=20, batch_size=8,
                   shuffle_seeds=3)[0]
@@ -80,7 +80,7 @@ def _csv(tmp_path):
 
 
 def test_predict_checks_input_shape(tmp_path):
-    m = model.Model.from_state(model.MLPSpec(), model.MLPSpec().build(0).state(0), data.seed_regression().scaler)
+    m = model.Model.from_state(model.MLPSpec(), model.MLPSpec().build(0).state(0), datasets.seed_regression().scaler)
     with pytest.raises(ValueError, match=r"\(n, 4\)"):
         m.predict(np.zeros((3, 5)))
 
@@ -90,7 +90,7 @@ def test_predict_checks_input_shape(tmp_path):
 
 def _named(tmp_path):
     """A model trained on a table with features a, b and target y, saved to tmp_path / 'm'."""
-    d = data.load_csv(_csv(tmp_path), target="y")
+    d = csvfile.load_csv(_csv(tmp_path), target="y")
     spec = model.MLPSpec(sizes=(2, 5, 1), batch_norm=True)
     r = train.fit(spec.build(3), optim.make("adam"), schedules.constant(0.01), d, epochs=5, batch_size=8,
                   shuffle_seeds=3)[0]

@@ -112,7 +112,7 @@ def test_numerical_faults_a_constant_target_and_a_constant_feature(tmp_path):
     cfg = config.compose(["data=csv", f"data.path={tmp_path / 'flat.csv'}", "data.target=y",
                           "trainer.epochs=5", "trainer.batch_size=1", "tracking.plots=false",
                           "tracking.log_model=false", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
-    s = runner.train(cfg, progress=False)
+    s = runner.run(cfg, progress=False)
     assert s.status == "FINISHED"
     assert "test_r2" not in s.metrics and np.isfinite(s.metrics["test_mse"])  # undefined, not NaN
     assert "test undefined" in runner.summary_text(s).replace("   ", " ")
@@ -233,7 +233,7 @@ def test_a_sweep_trial_in_a_worker_equals_the_same_run_alone(tmp_path):
     run_sweep(args_for(tmp_path, "sweep.confirm_seeds=[]", n=3, population=3, epochs=15))
     study = load(tmp_path)
     base = study.trials[0]
-    alone = runner.train(config.compose([f"tracking.uri=sqlite:///{tmp_path / 'alone.db'}", "trainer.epochs=15",
+    alone = runner.run(config.compose([f"tracking.uri=sqlite:///{tmp_path / 'alone.db'}", "trainer.epochs=15",
                                          "tracking.plots=false", "tracking.log_model=false"]), progress=False)
     assert base.user_attrs["nnexp"]["metrics"]["test_r2"] == alone.metrics["test_r2"]
     assert base.value == alone.metrics["val_r2"]

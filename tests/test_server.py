@@ -52,7 +52,7 @@ def test_two_workers_log_every_trial_to_a_tracking_server(tmp_path):
 @pytest.mark.slow
 def test_make_ui_serves_runs_curves_and_plots(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    s = runner.train(config.compose([f"tracking.uri={store}", "trainer.epochs=12", "tracking.log_model=false"]),
+    s = runner.run(config.compose([f"tracking.uri={store}", "trainer.epochs=12", "tracking.log_model=false"]),
                      progress=False)
     port = free_port()
     # started from another directory than the store's: artifact paths must not depend on it

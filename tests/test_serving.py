@@ -51,7 +51,7 @@ def logged(tmp_path_factory):
                                                       for (a, b, c), p in zip(x, y, strict=True)))
     store = f"sqlite:///{tmp / 'mlflow.db'}"
     cfg = config.compose(_overrides(store, csv))
-    s = runner.train(cfg, progress=False)
+    s = runner.run(cfg, progress=False)
     plan = build_plan(cfg)
     engine = Model.from_state(plan.spec, s.result.state, plan.data.scaler, {}, FEATURES, "price")
     inputs = pd.DataFrame(rng.uniform([1, 30, 0], [8, 250, 90], (7, 3)), columns=FEATURES)

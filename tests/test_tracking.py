@@ -24,7 +24,7 @@ def cfg_for(store, *overrides, epochs=20):
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
     store = f"sqlite:///{tmp_path_factory.mktemp('t') / 'mlflow.db'}"
-    summary = runner.train(cfg_for(store), progress=False)
+    summary = runner.run(cfg_for(store), progress=False)
     return store, summary, MlflowClient(store)
 
 
@@ -126,16 +126,16 @@ def test_errors_are_also_recorded_in_the_targets_units(tracked):
 
 
 def test_same_config_and_seed_record_identical_metrics(store):
-    a = runner.train(cfg_for(store, epochs=15), progress=False)
-    b = runner.train(cfg_for(store, epochs=15), progress=False)
+    a = runner.run(cfg_for(store, epochs=15), progress=False)
+    b = runner.run(cfg_for(store, epochs=15), progress=False)
     client = MlflowClient(store)
     assert client.get_run(a.run_id).data.metrics == client.get_run(b.run_id).data.metrics
-    c = runner.train(cfg_for(store, "seed=1", epochs=15), progress=False)
+    c = runner.run(cfg_for(store, "seed=1", epochs=15), progress=False)
     assert client.get_run(c.run_id).data.metrics != client.get_run(a.run_id).data.metrics
 
 
 def test_a_diverging_run_is_failed_with_its_reason(store):
-    s = runner.train(cfg_for(store, "model.output_activation=identity", "optimizer.lr=50",
+    s = runner.run(cfg_for(store, "model.output_activation=identity", "optimizer.lr=50",
                              "schedule=constant"), progress=False)
     run = MlflowClient(store).get_run(s.run_id)
     assert s.status == "FAILED" and run.info.status == "FAILED"
@@ -149,13 +149,13 @@ def test_an_interrupted_run_is_killed_not_left_running(store, monkeypatch):
 
     monkeypatch.setattr(plans.Plan, "fit", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        runner.train(cfg_for(store), progress=False)
+        runner.run(cfg_for(store), progress=False)
     runs = MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("nnexp").experiment_id])
     assert [r.info.status for r in runs] == ["KILLED"]
 
 
 def test_early_stopping_closes_the_curves_with_the_returned_model(store):
-    s = runner.train(cfg_for(store, "trainer.early_stopping_patience=3", "schedule.decay_rate=0.000001",
+    s = runner.run(cfg_for(store, "trainer.early_stopping_patience=3", "schedule.decay_rate=0.000001",
                              "schedule.decay_steps=5", epochs=200), progress=False)
     client = MlflowClient(store)
     run = client.get_run(s.run_id)
@@ -207,7 +207,7 @@ def test_every_config_composes_and_builds(group, option, tmp_path):
         (["trainer.epochs=1000000000"], "trainer.epochs = 1000000000 is not valid: training needs about"),
         (["model.hidden=[100000,100000]"], r"model.hidden = \[100000, 100000\] is not valid: training needs about"),
         (["optimizer.l2=50"], "optimizer.l2 = 50.0 is not valid: with optimizer.lr = 0.1 the weight decay alone"),
-        (["+data._target_=shutil.rmtree"], "data._target_.*not a setting of data set 'seed_regression'"),
+        (["+csvfile._target_=shutil.rmtree"], "csvfile._target_.*not a setting of data set 'seed_regression'"),
         (["optimizer.name=adamw"], "optimizer.name"),
         (["trainer.batch_size=0"], "trainer.batch_size"),
         (["trainer.epochs=0"], "trainer.epochs"),

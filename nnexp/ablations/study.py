@@ -1,7 +1,7 @@
 """`make ablation`: a baseline and named variants (sets of Hydra overrides), each trained on the same K
 seeds, compared seed by seed with paired statistics.
 
-Every (variant, seed) is one single-replica plan; `population.train` packs the plans that share a
+Every (variant, seed) is one single-replica plan; `population.fit` packs the plans that share a
 structure into one pass of the replica axis (the baseline, `no_momentum` and `l2` train together), and
 a replica's numbers equal its run alone, so the packing never changes a result.
 """
@@ -155,7 +155,7 @@ def epochs_to_target(r: ReplicaResult, target: float, epochs: int) -> float:
 
 def run(study: Study) -> Outcome:
     """Train every variant on every seed (one pass per structure)."""
-    results = population.train_seeds([v.plan for v in study.variants], study.seeds)  # type: ignore[misc]
+    results = population.fit_seeds([v.plan for v in study.variants], study.seeds)  # type: ignore[misc]
     out = Outcome()
     for v, rs in zip(study.variants, results, strict=True):
         out.status[v.name] = [r.status for r in rs]

@@ -103,7 +103,8 @@ class Recording:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(project_root()),
                                                                             os.environ.get("PYTHONPATH")]))})
-        threading.Thread(target=self._listen, args=(proc,), daemon=True, name="nnexp-recorder-status").start()
+        self.listener = threading.Thread(target=self._listen, args=(proc,), daemon=True, name="nnexp-recorder-status")
+        self.listener.start()
         return proc
 
     def _listen(self, proc: subprocess.Popen) -> None:
@@ -144,7 +145,8 @@ class Recording:
         RecordingError: a sweep does not count a trial as done on a store it cannot write."""
         while self.proc is not None and self.status != "ready" and not self.error and self.proc.poll() is None:
             time.sleep(0.01)
-        time.sleep(0.01 if self.proc is not None and self.proc.poll() is not None else 0)
+        if self.proc is not None and self.proc.poll() is not None:
+            self.listener.join(10)
         self.check()
 
     def finish(self, timeout: float | None = None) -> None:
@@ -162,7 +164,7 @@ class Recording:
                 self.proc.terminate()
                 raise RecordingError(f"the tracking store {self.uri} has not taken every record after {timeout:.0f} "
                                      f"s; they wait in {self.dir} and the next nnexp command records them") from None
-            time.sleep(0.02)  # the status thread reads the recorder's last lines
+            self.listener.join(10)  # the status thread reads the recorder's last lines, to the end
             if self.proc.returncode >= 0 or attempt == 2:
                 break
             self.proc = self._start()  # killed (SIGKILL, OOM): another one drains what is left

@@ -60,7 +60,7 @@ def confirm(configs: Configs, best: FrozenTrial, baseline: FrozenTrial, seeds: l
     """Re-train the best trial's config and the baseline's on `seeds` (one pass per structure)."""
     trials = (best, baseline)
     built = [configs.trial(t.params) for t in trials]
-    results = population.train_seeds([plan for plan, _ in built], seeds)
+    results = population.fit_seeds([plan for plan, _ in built], seeds)
     arms = [Arm(f"{'best' if t is best else 'baseline'} (trial {t.number})", t.number, plan, params, tuple(rs))
             for t, (plan, params), rs in zip(trials, built, results, strict=True)]
     pair = stats.paired(arms[0].values, arms[1].values)

@@ -38,38 +38,38 @@ def trial_metric(t: FrozenTrial | None, name: str) -> float:
     return float(attrs(t).get("metrics", {}).get(name, math.nan))
 
 
-def best_overrides(sw: Any, t: FrozenTrial) -> list[str]:
+def best_overrides(sweep: Any, t: FrozenTrial) -> list[str]:
     """The Hydra overrides that give trial `t`'s config: the sweep's base overrides and its values."""
-    values = [f"{p.path}={t.params[p.name]}" for p in sw.st.space if p.name in t.params]
-    return [*sw.study.user_attrs.get("nnexp.base_overrides", []), *values]
+    values = [f"{p.path}={t.params[p.name]}" for p in sweep.settings.space if p.name in t.params]
+    return [*sweep.study.user_attrs.get("nnexp.base_overrides", []), *values]
 
 
-def summarize(sw: Any) -> SweepSummary:
+def summarize(sweep: Any) -> SweepSummary:
     """Render the sweep's end and record it on the parent run (the recorder draws and logs)."""
-    st, study = sw.st, sw.study
-    trials = [t for t in study.get_trials(deepcopy=False) if t.number < st.n_trials]
-    counts = studies.counts(study, st.n_trials)
+    settings, study = sweep.settings, sweep.study
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number < settings.n_trials]
+    counts = studies.counts(study, settings.n_trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best_first = sorted(complete, key=lambda t: t.value, reverse=st.maximize)  # type: ignore[arg-type,return-value]
+    best_first = sorted(complete, key=lambda t: t.value, reverse=settings.maximize)  # type: ignore[arg-type,return-value]
     best = best_first[0] if best_first else None
     baseline = next((t for t in trials if t.user_attrs.get("nnexp.baseline")), None)
-    confirmation = confirm(sw.configs, best, baseline, st.confirm_seeds) if best and baseline and \
-        st.confirm_seeds else None
-    text = render(sw, trials, best_first, baseline, counts, confirmation)
-    summary = SweepSummary(st.study_name, sw.parent_key, counts, best, baseline, confirmation, text)
+    confirmation = confirm(sweep.configs, best, baseline, settings.confirm_seeds) if best and baseline and \
+        settings.confirm_seeds else None
+    text = render(sweep, trials, best_first, baseline, counts, confirmation)
+    summary = SweepSummary(settings.study_name, sweep.parent_key, counts, best, baseline, confirmation, text)
     if confirmation is not None:
         for arm in (confirmation.best, confirmation.baseline):
-            record_arm(sw, arm, confirmation.seeds)
-    sw.end_parent("FINISHED", **parent_fields(sw, trials, best, baseline, confirmation, text))
+            record_arm(sweep, arm, confirmation.seeds)
+    sweep.end_parent("FINISHED", **parent_fields(sweep, trials, best, baseline, confirmation, text))
     return summary
 
 
-def parent_fields(sw: Any, trials: list[FrozenTrial], best: FrozenTrial | None, baseline: FrozenTrial | None,
+def parent_fields(sweep: Any, trials: list[FrozenTrial], best: FrozenTrial | None, baseline: FrozenTrial | None,
                   c: Confirmation | None, text: str) -> dict[str, Any]:
     """Metrics, tags, texts, figures and files the parent run gets at the sweep's end."""
-    st = sw.st
+    settings = sweep.settings
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    full = int(sw.base_cfg.trainer.epochs)
+    full = int(sweep.base_cfg.trainer.epochs)
     m = {"trials_complete": sum(t.state == TrialState.COMPLETE for t in trials), "trials_pruned": len(pruned),
          "trials_failed": sum(t.state == TrialState.FAIL for t in trials),
          "epochs_trained": sum(attrs(t).get("epochs", 0) for t in trials),
@@ -82,11 +82,11 @@ def parent_fields(sw: Any, trials: list[FrozenTrial], best: FrozenTrial | None, 
     texts = {"summary.txt": text + "\n"}
     figures = []
     if best:
-        overrides = best_overrides(sw, best)
+        overrides = best_overrides(sweep, best)
         texts["best_overrides.txt"] = " ".join(overrides) + "\n"
-        texts["best.yaml"] = yaml.safe_dump({"study": st.study_name, "trial": best.number, st.metric: best.value,
-                                             "overrides": overrides}, sort_keys=False)
-        figures.append(best_against_baseline(best, baseline, st.metric, st.study_name))
+        texts["best.yaml"] = yaml.safe_dump({"study": settings.study_name, "trial": best.number,
+                                             settings.metric: best.value, "overrides": overrides}, sort_keys=False)
+        figures.append(best_against_baseline(best, baseline, settings.metric, settings.study_name))
     if c is not None:
         m |= {f"confirm_{k}_test_r2_{s}": getattr(i, a) for k, i in (("best", c.best_ci), ("baseline", c.baseline_ci),
               ("diff", c.pair.diff)) for s, a in (("mean", "mean"), ("ci_low", "lo"), ("ci_high", "hi"))}
@@ -96,9 +96,9 @@ def parent_fields(sw: Any, trials: list[FrozenTrial], best: FrozenTrial | None, 
         if len(c.best.curves) and len(c.baseline.curves):
             figures.append({"kind": "bands", "path": "plots/confirmation_curves.png", "args": {
                 "groups": {c.best.label: c.best.curves.tolist(), c.baseline.label: c.baseline.curves.tolist()},
-                "ylabel": "val_mse", "title": f"Sweep {st.study_name}: best and baseline re-trained on seeds "
+                "ylabel": "val_mse", "title": f"Sweep {settings.study_name}: best and baseline re-trained on seeds "
                                               f"{list(c.seeds)}"}})
-    files = sweep_files(sw)
+    files = sweep_files(sweep)
     return {"metrics": [[k, v, 0] for k, v in m.items()], "tags": tags, "texts": texts, "figures": figures,
             "files": files}
 
@@ -116,54 +116,55 @@ def best_against_baseline(best: FrozenTrial, baseline: FrozenTrial | None, metri
         "runs": runs, "metric": metric, "title": f"Sweep {study}: the best trial against the baseline"}}
 
 
-def sweep_files(sw: Any) -> list[list[str]]:
+def sweep_files(sweep: Any) -> list[list[str]]:
     """Optuna's plots and every trial as a table (Optuna's own dataframe), written beside the spool."""
     from nnexp.sweeps.plots import optuna_plots
 
-    out = sw.rec.scratch(f"{sw.parent_key}-end")
+    out = sweep.rec.scratch(f"{sweep.parent_key}-end")
     out.mkdir(parents=True, exist_ok=True)
-    files = [[str(p), "plots"] for p in optuna_plots(sw.study, out, sw.st.metric)]
-    frame = sw.study.trials_dataframe()
-    frame = frame[frame["number"] < sw.st.n_trials]
+    files = [[str(p), "plots"] for p in optuna_plots(sweep.study, out, sweep.settings.metric)]
+    frame = sweep.study.trials_dataframe()
+    frame = frame[frame["number"] < sweep.settings.n_trials]
     frame.to_csv(out / "trials.csv", index=False)
     return [*files, [str(out / "trials.csv"), ""]]
 
 
-def record_arm(sw: Any, arm: Arm, seeds: tuple[int, ...]) -> None:
+def record_arm(sweep: Any, arm: Arm, seeds: tuple[int, ...]) -> None:
     """Each confirmation run as a child run of the sweep, with its curves, final metrics and model."""
     from nnexp.engine.model import Model
 
     for seed, r in zip(seeds, arm.runs, strict=True):
-        key = f"confirm:{sw.study.user_attrs.get('nnexp.uid', sw.st.study_name)}:{arm.trial}:{seed}"
+        key = f"confirm:{sweep.study.user_attrs.get('nnexp.uid', sweep.settings.study_name)}:{arm.trial}:{seed}"
         fields: dict[str, Any] = {"tags": {"nnexp.kind": "confirmation", "nnexp.trial_number": arm.trial,
-                                           "optuna.study": sw.st.study_name, **records.provenance()},
+                                           "optuna.study": sweep.settings.study_name, **records.provenance()},
                                   "params": {**arm.params, "seed": str(seed)}, "status": "FAILED" if not r.ok else
                                   "FINISHED", "metrics": records.curve_points(r.curves)}
         if r.ok:
             _, points, step = records.final_points(r, arm.plan.spec, {k: dict(enumerate(v)) for k, v in
                                                                       r.curves.items()})
-            model_dir = sw.rec.scratch(key) / "model"
+            model_dir = sweep.rec.scratch(key) / "model"
             d = arm.plan.data
             Model.from_state(arm.plan.spec, r.state, d.scaler, {"dataset": d.name}, d.feature_names,
                              d.target_name).save(model_dir)
             fields |= {"model": {"dir": str(model_dir), "step": step}}
             fields["metrics"] += points
-        sw.rec.write(records.run(key, sw.st.experiment, parent=sw.parent_key, fresh=True,
-                                 name=f"{sw.st.study_name} confirm {arm.label} seed {seed}", **fields))
+        sweep.rec.write(records.run(key, sweep.settings.experiment, parent=sweep.parent_key, fresh=True,
+                                 name=f"{sweep.settings.study_name} confirm {arm.label} seed {seed}", **fields))
 
 
-def render(sw: Any, trials: list[FrozenTrial], best_first: list[FrozenTrial], baseline: FrozenTrial | None,
+def render(sweep: Any, trials: list[FrozenTrial], best_first: list[FrozenTrial], baseline: FrozenTrial | None,
            counts: dict[str, int], c: Confirmation | None) -> str:
-    st = sw.st
-    text = [f"sweep {st.study_name}: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
-            f"{counts['FAIL']} failed of {st.n_trials} trials", top_table(trials, best_first, baseline, st.metric)]
+    settings = sweep.settings
+    text = [f"sweep {settings.study_name}: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
+            f"{counts['FAIL']} failed of {settings.n_trials} trials",
+            top_table(trials, best_first, baseline, settings.metric)]
     best = best_first[0] if best_first else None
     if best and baseline and baseline.value is not None:
-        word = "beats" if (best.value - baseline.value) * (1 if st.maximize else -1) > 0 else "does not beat"
-        text.append(f"best trial {best.number} {word} the baseline on {st.metric}: "
+        word = "beats" if (best.value - baseline.value) * (1 if settings.maximize else -1) > 0 else "does not beat"
+        text.append(f"best trial {best.number} {word} the baseline on {settings.metric}: "
                     f"{best.value:.4f} vs {baseline.value:.4f} ({best.value - baseline.value:+.4f})")
         text.append("train it again, recorded with its model and plots:\n  make train ARGS=\""
-                    + " ".join(best_overrides(sw, best)) + "\"")
+                    + " ".join(best_overrides(sweep, best)) + "\"")
     if c is not None:
         text.append(confirmation_text(c))
     return "\n\n".join(text)

@@ -27,20 +27,20 @@ from nnexp.plan import check_memory
 from nnexp.recording import Recording, RecordingError, records
 from nnexp.sweeps import space
 from nnexp.sweeps import storage as studies
-from nnexp.sweeps.settings import Settings, make_pruner, make_sampler, settings
+from nnexp.sweeps.settings import Settings, make_pruner, make_sampler, read_settings
 from nnexp.sweeps.trials import Configs
 from nnexp.sweeps.worker import SweepError, Worker
 
 SCRIPT = project_root() / "experiments" / "sweep.py"
 
 
-def check_space(st: Settings, configs: Configs, choices: dict[str, str]) -> dict[str, Any]:
+def check_space(settings: Settings, configs: Configs, choices: dict[str, str]) -> dict[str, Any]:
     """Build the baseline and a trial at every end of every range and every choice, so that a bad
     space fails before any trial, naming the parameter. Returns the baseline's values."""
     base_cfg = configs.composed()
     configs.plan(base_cfg)  # the base config itself first: its own mistakes get their own message
-    baseline = space.baseline_values(st.space, base_cfg, choices)
-    by_name = {p.name: p for p in st.space}
+    baseline = space.baseline_values(settings.space, base_cfg, choices)
+    by_name = {p.name: p for p in settings.space}
 
     def build(values: dict[str, Any], p: space.Param | None, v: Any) -> Any:
         try:
@@ -51,15 +51,15 @@ def check_space(st: Settings, configs: Configs, choices: dict[str, str]) -> dict
             raise ConfigError(f"sweep.space.{p.name}", v, f"gives an invalid {p.path} ({e})") from None
 
     plan = build(baseline, None, None)
-    if st.metric.startswith("val") and len(plan.data.x_val) == 0:
-        raise ConfigError("sweep.metric", st.metric, "needs a validation split (data.val_fraction > 0)")
-    for p in st.space:
+    if settings.metric.startswith("val") and len(plan.data.x_val) == 0:
+        raise ConfigError("sweep.metric", settings.metric, "needs a validation split (data.val_fraction > 0)")
+    for p in settings.space:
         seen: dict[str, Any] = {}  # a group parameter: each choice's composed group, to find choices made equal
         for v in space.bounds(p):
             values = {**baseline, **{k: allowed[0] for k, allowed in p.when.items()}, p.name: v}
             values = {k: x for k, x in values.items() if by_name[k].active(values)}
             plan = build(values, p, v)
-            check_memory(plan, st.population, "sweep.population")
+            check_memory(plan, settings.population, "sweep.population")
             if p.group:
                 _refuse_masked_choice(p, v, OmegaConf.to_yaml(configs.config(values)[p.path]), seen, configs.base)
     return baseline
@@ -81,10 +81,10 @@ def _refuse_masked_choice(p: space.Param, choice: Any, group_yaml: str, seen: di
     seen[group_yaml] = choice
 
 
-def fingerprint_parts(cfg: DictConfig, base_cfg: DictConfig, st: Settings) -> dict[str, Any]:
+def fingerprint_parts(cfg: DictConfig, base_cfg: DictConfig, settings: Settings) -> dict[str, Any]:
     """What makes trials comparable: the search space, the base config and the objective."""
     sp = {k: v for k, v in mapping(cfg.sweep.space).items() if v is not None}
-    return {**flat_params(OmegaConf.create({"space": sp})), **flat_params(base_cfg), "objective": st.metric}
+    return {**flat_params(OmegaConf.create({"space": sp})), **flat_params(base_cfg), "objective": settings.metric}
 
 
 class Sweep:
@@ -93,50 +93,51 @@ class Sweep:
     def __init__(self, cfg: DictConfig, overrides: Sequence[str], worker_index: int | None = None) -> None:
         self.cfg = cfg
         self.coordinator = worker_index is None
-        st = self.st = settings(cfg)
+        settings = self.settings = read_settings(cfg)
         tracking = schema.tracking(cfg.tracking)
         base = without_group(overrides, "sweep")  # what shapes every trial's config
         choices = dict(compose(base, hydra_node=True).hydra.runtime.choices)
-        self.configs = Configs(base, st.space)
-        self.baseline = check_space(st, self.configs, choices)
+        self.configs = Configs(base, settings.space)
+        self.baseline = check_space(settings, self.configs, choices)
         self.base_cfg = self.configs.composed()
-        self.storage = studies.open_storage(st.storage)
-        self.parts = fingerprint_parts(cfg, self.base_cfg, st)
+        self.storage = studies.open_storage(settings.storage)
+        self.parts = fingerprint_parts(cfg, self.base_cfg, settings)
         self.study = studies.open_study(
-            self.storage, st.study_name, self.parts, create=self.coordinator, direction=st.direction,
-            sampler=make_sampler(st, worker_index or 0), pruner=make_pruner(st), baseline=self.baseline,
+            self.storage, settings.study_name, self.parts, create=self.coordinator, direction=settings.direction,
+            sampler=make_sampler(settings, worker_index or 0), pruner=make_pruner(settings), baseline=self.baseline,
             base_overrides=base)
         self.parent_key = str(self.study.user_attrs.get("nnexp.parent_key") or f"sweep:{self.study.study_name}")
         self.rec = Recording(tracking["uri"])
         if self.coordinator:
             self.rec.write(self.parent_record())
-        self.worker = Worker(st, self.configs, self.storage, self.study, self.rec, self.parent_key)
-        if st.timeout:
-            self.worker.deadline = time.monotonic() + st.timeout
+        self.worker = Worker(settings, self.configs, self.storage, self.study, self.rec, self.parent_key)
+        if settings.timeout:
+            self.worker.deadline = time.monotonic() + settings.timeout
 
     def settings_tags(self) -> dict[str, str]:
-        st = self.st
-        return {"sweep.n_trials": str(st.n_trials), "sweep.population": str(st.population),
-                "sweep.workers": str(st.workers), "sweep.sampler": f"{st.sampler['name']} (seed {st.seed})",
-                "sweep.pruner": st.pruner["name"], "optuna.storage": studies.describe(st.storage),
-                "optuna.study": st.study_name, "sweep.metric": f"{st.metric} ({st.direction})"}
+        settings = self.settings
+        return {"sweep.n_trials": str(settings.n_trials), "sweep.population": str(settings.population),
+                "sweep.workers": str(settings.workers),
+                "sweep.sampler": f"{settings.sampler['name']} (seed {settings.seed})",
+                "sweep.pruner": settings.pruner["name"], "optuna.storage": studies.describe(settings.storage),
+                "optuna.study": settings.study_name, "sweep.metric": f"{settings.metric} ({settings.direction})"}
 
     def parent_record(self) -> dict[str, Any]:
         """The sweep's MLflow parent run, created on the first start and reopened on every resume (by its
         key, kept in the study): the base config, the space and the objective as params."""
         text = OmegaConf.to_yaml(OmegaConf.create({"sweep": mapping(self.cfg.sweep), **mapping(self.base_cfg)}))
-        return records.run(self.parent_key, self.st.experiment, name=f"sweep {self.st.study_name}",
+        return records.run(self.parent_key, self.settings.experiment, name=f"sweep {self.settings.study_name}",
                            tags={"nnexp.kind": "sweep", **self.settings_tags(), **records.provenance()},
                            params=self.parts, texts={"sweep.yaml": text}, start_ms=records.now_ms(), resume=True)
 
     def end_parent(self, status: str, reason: str = "", **fields: Any) -> None:
         tags = {**fields.pop("tags", {}), **({"nnexp.failure_reason": reason[:5000]} if reason else {})}
-        self.rec.write(records.run(self.parent_key, self.st.experiment, tags=tags, status=status,
+        self.rec.write(records.run(self.parent_key, self.settings.experiment, tags=tags, status=status,
                                    end_ms=records.now_ms(), **fields))
 
     def unfinished(self) -> dict[str, int]:
-        c = studies.counts(self.study, self.st.n_trials)
-        c["NOT_ASKED"] = self.st.n_trials - sum(c.values())
+        c = studies.counts(self.study, self.settings.n_trials)
+        c["NOT_ASKED"] = self.settings.n_trials - sum(c.values())
         return c
 
     def finish_leftovers(self, poll: float = 1.0) -> None:
@@ -145,14 +146,14 @@ class Sweep:
         said = False
         while not self.worker.out_of_time():
             check()
-            studies.reclaim_stale(self.storage, self.study, self.st.heartbeat["grace"])
+            studies.reclaim_stale(self.storage, self.study, self.settings.heartbeat["grace"])
             c = self.unfinished()
             if c["WAITING"] or c["NOT_ASKED"]:
                 self.worker.run()
             elif c["RUNNING"]:
                 if not said:
                     said = True
-                    sys.stderr.write(studies.waiting_message(self.study, self.st.heartbeat["grace"]) + "\n")
+                    sys.stderr.write(studies.waiting_message(self.study, self.settings.heartbeat["grace"]) + "\n")
                 time.sleep(poll)
             else:
                 return
@@ -180,35 +181,36 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
 def run(cfg: DictConfig, overrides: Sequence[str], worker_index: int | None = None,
         on_population: Callable[[Worker], None] | None = None):
     """A whole sweep (coordinator) or one worker's share of it. Returns the coordinator's summary."""
-    sw = Sweep(cfg, overrides, worker_index)
-    sw.worker.on_population = on_population
-    if not sw.coordinator:
+    studies.quiet_optuna()
+    sweep = Sweep(cfg, overrides, worker_index)
+    sweep.worker.on_population = on_population
+    if not sweep.coordinator:
         try:
-            sw.worker.run()
+            sweep.worker.run()
         finally:
-            sw.rec.finish()
+            sweep.rec.finish()
         return None
-    procs = spawn_workers(sw.st.workers - 1, overrides, sw.rec) if sw.st.workers > 1 else []
+    procs = spawn_workers(sweep.settings.workers - 1, overrides, sweep.rec) if sweep.settings.workers > 1 else []
     try:
-        sw.worker.run()
+        sweep.worker.run()
         for p in procs:
             p.wait()
-        sw.finish_leftovers()
+        sweep.finish_leftovers()
         from nnexp.sweeps.report import summarize
 
-        summary = summarize(sw)
-        sw.rec.finish()
-        summary.parent_run = sw.rec.run_ids.get(sw.parent_key, "")
+        summary = summarize(sweep)
+        sweep.rec.finish()
+        summary.parent_run = sweep.rec.run_ids.get(sweep.parent_key, "")
         return summary
     except BaseException as e:
         status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
         reason = str(e) if isinstance(e, SweepError) else "interrupted" if status == "KILLED" else \
             f"{type(e).__name__}: {e}"
         stop_workers(procs)
-        if sw.rec.error and sw.rec.status != "ready":  # the store never opened: nothing of it is recorded
-            sw.rec.discard()
+        if sweep.rec.error and sweep.rec.status != "ready":  # the store never opened: nothing of it is recorded
+            sweep.rec.discard()
             raise
-        sw.end_parent(status, reason)
+        sweep.end_parent(status, reason)
         with contextlib.suppress(RecordingError):
-            sw.rec.finish()
+            sweep.rec.finish()
         raise

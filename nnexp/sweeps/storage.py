@@ -36,14 +36,18 @@ from nnexp.errors import ConfigError
 from nnexp.interrupts import deferred
 from nnexp.paths import project_root
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-warnings.filterwarnings("ignore", message="The reported value is ignored")  # a re-run trial reports again
-
 HEARTBEAT = "nnexp:heartbeat"
 RECLAIMED = "nnexp:reclaimed"
 WORKER = "nnexp:worker"
 DEFAULT_JOURNAL = "optuna-journal.log"
+
+
+def quiet_optuna() -> None:
+    """Optuna's progress logs and its experimental-feature and re-report warnings off (the sweep command
+    calls it; importing this module changes nothing)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="The reported value is ignored")  # a re-run trial reports again
 
 
 def open_storage(url: str | None) -> optuna.storages.BaseStorage:
@@ -124,17 +128,17 @@ def open_study(storage, name: str, parts: Mapping[str, Any], *, create: bool, di
     return study
 
 
-def study_id(storage, study: optuna.Study) -> int:
+def id_of_study(storage, study: optuna.Study) -> int:
     return storage.get_study_id_from_name(study.study_name)
 
 
-def put_back(storage, sid: int, numbers: Iterable[int], reclaimed: bool = False) -> None:
+def put_back(storage, study_id: int, numbers: Iterable[int], reclaimed: bool = False) -> None:
     """Return RUNNING trials to WAITING: they keep their parameters and the next `ask` re-runs them.
 
     `reclaimed` marks trials taken from a worker that died: it may have left a half-written MLflow run,
     which the re-run replaces."""
     for n in numbers:
-        tid = storage.get_trial_id_from_study_id_trial_number(sid, n)
+        tid = storage.get_trial_id_from_study_id_trial_number(study_id, n)
         if storage.get_trial(tid).state == TrialState.RUNNING:
             if reclaimed:
                 storage.set_trial_system_attr(tid, RECLAIMED, True)
@@ -150,7 +154,7 @@ def reclaim_stale(storage, study: optuna.Study, grace: float) -> list[int]:
         last = t.system_attrs.get(HEARTBEAT) or (t.datetime_start.timestamp() if t.datetime_start else now)
         if now - float(last) > grace or _dead_here(t.system_attrs.get(WORKER, "")):
             stale.append(t.number)
-    put_back(storage, study_id(storage, study), stale, reclaimed=True)
+    put_back(storage, id_of_study(storage, study), stale, reclaimed=True)
     return stale
 
 

@@ -73,35 +73,35 @@ class Member:
 class Asker:
     """Asks the study for up to P trials of its budget and builds each one's plan."""
 
-    def __init__(self, st: Settings, configs: Configs, storage: Any, study: optuna.Study, phases: Phases) -> None:
-        self.st, self.configs, self.storage, self.study, self.phases = st, configs, storage, study, phases
-        self.sid = studies.study_id(storage, study)  # fixed for the study's life
+    def __init__(self, settings: Settings, configs: Configs, storage: Any, study: optuna.Study, phases: Phases) -> None:
+        self.settings, self.configs, self.storage, self.study, self.phases = settings, configs, storage, study, phases
+        self.study_id = studies.id_of_study(storage, study)  # fixed for the study's life
 
     def ask(self) -> list[Member]:
         members: list[Member] = []
         try:
-            while len(members) < self.st.population:
+            while len(members) < self.settings.population:
                 with self.phases("optuna"), deferred():  # a trial is asked and given its values, or not at all
                     trial = self.study.ask()
-                    if trial.number >= self.st.n_trials:  # beyond the budget: leave it for a larger n_trials
-                        studies.put_back(self.storage, self.sid, [trial.number])
+                    if trial.number >= self.settings.n_trials:  # beyond the budget: leave it for a larger n_trials
+                        studies.put_back(self.storage, self.study_id, [trial.number])
                         break
-                    values = space.suggest(trial, self.st.space)
-                    tid = self.storage.get_trial_id_from_study_id_trial_number(self.sid, trial.number)
+                    values = space.suggest(trial, self.settings.space)
+                    tid = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
                     m = Member(trial, values, tid, baseline=bool(trial.user_attrs.get("nnexp.baseline")),
                                reclaimed=bool(self.storage.get_trial_system_attrs(tid).get(studies.RECLAIMED)))
                     members.append(m)
                 with self.phases("config"):
                     self.build(m)
         except BaseException:
-            studies.put_back(self.storage, self.sid, [m.trial.number for m in members])
+            studies.put_back(self.storage, self.study_id, [m.trial.number for m in members])
             raise
         return members
 
     def build(self, m: Member) -> None:
         try:
             plan, m.params = self.configs.trial(m.values)
-            m.plan = replace(plan, eval_every=self.st.eval_every)
+            m.plan = replace(plan, eval_every=self.settings.eval_every)
         except ConfigError as e:
             m.error = f"invalid trial config: {e}"
 
@@ -110,9 +110,9 @@ class Pruner(Callback):
     """Reports each member's objective to its own trial every `interval` epochs and stops the members
     Optuna says to prune; hands each member to `finish` as it ends."""
 
-    def __init__(self, members: list[Member], st: Settings, finish: Any, phases: Phases) -> None:
-        self.members, self.metric, self.finish, self.phases = members, st.metric, finish, phases
-        self.interval, self.prune = int(st.pruner["interval"]), st.pruner["name"] != "none"
+    def __init__(self, members: list[Member], settings: Settings, finish: Any, phases: Phases) -> None:
+        self.members, self.metric, self.finish, self.phases = members, settings.metric, finish, phases
+        self.interval, self.prune = int(settings.pruner["interval"]), settings.pruner["name"] != "none"
 
     def on_epoch_end(self, epoch: int, replicas: np.ndarray, metrics: dict[str, np.ndarray]) -> list[int]:
         if not self.prune or (epoch + 1) % self.interval:
@@ -133,12 +133,12 @@ class Pruner(Callback):
 class Worker:
     """Asks populations until the study's budget is used up (or the deadline passes)."""
 
-    def __init__(self, st: Settings, configs: Configs, storage: Any, study: optuna.Study, rec: Recording,
+    def __init__(self, settings: Settings, configs: Configs, storage: Any, study: optuna.Study, rec: Recording,
                  parent_key: str) -> None:
-        self.st, self.storage, self.study = st, storage, study
+        self.settings, self.storage, self.study = settings, storage, study
         self.phases = Phases()
-        self.asker = Asker(st, configs, storage, study, self.phases)
-        self.log = TrialLog(st, study, rec, parent_key, self.phases)
+        self.asker = Asker(settings, configs, storage, study, self.phases)
+        self.log = TrialLog(settings, study, rec, parent_key, self.phases)
         self.on_population: Any = None  # called after each population with the worker
         self.deadline: float | None = None  # time.monotonic() after which no new population is asked
         self.populations = 0
@@ -147,11 +147,11 @@ class Worker:
         while not self.out_of_time():
             check()
             with self.phases("optuna"):
-                studies.reclaim_stale(self.storage, self.study, self.st.heartbeat["grace"])
+                studies.reclaim_stale(self.storage, self.study, self.settings.heartbeat["grace"])
             members = self.asker.ask()
             if not members:
                 return
-            self.train(members)
+            self.train_population(members)
             self.populations += 1
             if self.on_population:
                 self.on_population(self)
@@ -159,28 +159,28 @@ class Worker:
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
-    def train(self, members: list[Member]) -> None:
+    def train_population(self, members: list[Member]) -> None:
         label = f"{socket.gethostname()}:{os.getpid()}:{self.populations}"
         self.log.start(label, members)
         ok = [m for m in members if m.plan is not None]
         try:
-            with studies.Heartbeat(self.storage, [m.trial_id for m in members], self.st.heartbeat["interval"]):
+            with studies.Heartbeat(self.storage, [m.trial_id for m in members], self.settings.heartbeat["interval"]):
                 for m in members:
                     if m.plan is None:
                         self.log.finish(m, None)
                 self.train_passes(ok)
         finally:
             # interrupted: the members not yet recorded go back to WAITING, to be re-run by the next ask
-            studies.put_back(self.storage, self.asker.sid, sorted(self.log.open))
+            studies.put_back(self.storage, self.asker.study_id, sorted(self.log.open))
             self.log.sync()
 
     def train_passes(self, ok: list[Member]) -> None:
         def callbacks(idx: list[int]) -> list[Callback]:
-            return [Pruner([ok[i] for i in idx], self.st, self.log.finish, self.phases)]
+            return [Pruner([ok[i] for i in idx], self.settings, self.log.finish, self.phases)]
 
         t0, inside = time.perf_counter(), sum(self.phases.seconds.values())
         try:
-            population.train([m.plan for m in ok], callbacks)  # type: ignore[misc]
+            population.fit([m.plan for m in ok], callbacks)  # type: ignore[misc]
         except SweepError:
             raise
         except Exception as e:  # a bug or an unforeseen numerical fault: these trials fail, the sweep goes on
@@ -195,8 +195,9 @@ class Worker:
 class TrialLog:
     """Records finished trials: the record of its MLflow child run to the spool, then Optuna's `tell`."""
 
-    def __init__(self, st: Settings, study: optuna.Study, rec: Recording, parent_key: str, phases: Phases) -> None:
-        self.st, self.study, self.rec, self.parent_key, self.phases = st, study, rec, parent_key, phases
+    def __init__(self, settings: Settings, study: optuna.Study, rec: Recording, parent_key: str,
+                 phases: Phases) -> None:
+        self.settings, self.study, self.rec, self.parent_key, self.phases = settings, study, rec, parent_key, phases
         self.uid = str(study.user_attrs.get("nnexp.uid") or study.study_name)
         self.open: set[int] = set()
         self.label, self.start_ms, self.failures_in_row = "", 0, 0
@@ -208,7 +209,7 @@ class TrialLog:
 
     def finish(self, m: Member, result: ReplicaResult | None) -> None:
         """Record one member: its record, then its Optuna trial's end (never half of it)."""
-        state, value, reason = outcome(m, result, self.st.metric)
+        state, value, reason = outcome(m, result, self.settings.metric)
         with deferred():
             with self.phases("record"):
                 self.rec.write(self.record(m, result, state, reason))
@@ -220,7 +221,8 @@ class TrialLog:
                 if result is not None:
                     attrs["epochs"] = result.epochs
                     attrs["metrics"] = {k: v for k, v in result.final.items() if math.isfinite(v)}
-                    curve = thin(result.curves, [self.st.metric], self.st.curve_points).get(self.st.metric, {})
+                    metric = self.settings.metric
+                    curve = thin(result.curves, [metric], self.settings.curve_points).get(metric, {})
                     attrs["curve"] = {str(e): v for e, v in curve.items()}  # the objective, for the end's plots
                 if reason:
                     attrs["failure_reason"] = reason
@@ -229,9 +231,9 @@ class TrialLog:
                                 skip_if_finished=True)
             self.open.discard(m.trial.number)
         self.failures_in_row = self.failures_in_row + 1 if state == TrialState.FAIL else 0
-        if self.failures_in_row >= self.st.max_failures_in_row:
+        if self.failures_in_row >= self.settings.max_failures_in_row:
             raise SweepError(f"{self.failures_in_row} trials failed in a row (sweep.max_failures_in_row = "
-                             f"{self.st.max_failures_in_row}); the last: {reason}")
+                             f"{self.settings.max_failures_in_row}); the last: {reason}")
 
     def record(self, m: Member, result: ReplicaResult | None, state: TrialState, reason: str) -> dict[str, Any]:
         n = m.trial.number
@@ -247,11 +249,11 @@ class TrialLog:
         params = {**m.params, **{f"sampled.{k}": str(v) for k, v in m.values.items()}, "trial_number": str(n)}
         points: list[list[Any]] = []
         if result is not None:
-            curves = thin(result.curves, self.st.curves, self.st.curve_points)
+            curves = thin(result.curves, self.settings.curves, self.settings.curve_points)
             points = records.curve_points(curves)
             if result.final and m.plan is not None:
                 points += records.final_points(result, m.plan.spec, curves)[1]
-        return records.run(f"trial:{self.uid}:{n}", self.st.experiment, parent=self.parent_key,
+        return records.run(f"trial:{self.uid}:{n}", self.settings.experiment, parent=self.parent_key,
                            name=f"{self.study.study_name} trial {n:04d}", tags=tags, params=params, metrics=points,
                            start_ms=self.start_ms, end_ms=records.now_ms(), fresh=m.reclaimed,
                            status="FAILED" if state == TrialState.FAIL else "FINISHED")
