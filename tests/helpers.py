@@ -12,11 +12,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import optuna
 from conftest import ROOT
 from mlflow import MlflowClient
 
 from nnexp.config import compose, with_default_group
+from nnexp.engine.loop import Callback
 from nnexp.sweeps import run as sweep_run
 from nnexp.sweeps.storage import open_storage
 
@@ -141,3 +143,30 @@ class Served:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def ablation_args(tmp_path: Path, *extra: str) -> list[str]:
+    """A small, fast study (quick, 3 seeds, 25 epochs) on stores under tmp_path."""
+    return ["ablation=quick", "ablation.seeds=[0,1,2]", "ablation.baseline=['trainer.epochs=25']",
+            f"ablation.report_dir={tmp_path / 'report'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            "ablation.force=true", *extra]
+
+
+def assert_same_run(a, b) -> None:
+    """Two replica results bit for bit: status, epochs, every curve and every weight."""
+    assert a.status == b.status and a.epochs == b.epochs and a.best_epoch == b.best_epoch
+    for k in b.curves:
+        np.testing.assert_array_equal(a.curves[k], b.curves[k], err_msg=k)
+    for k in b.state:
+        np.testing.assert_array_equal(a.state[k], b.state[k], err_msg=k)
+
+
+class Prune(Callback):
+    """Prunes `replica` at `epoch`, and notes which replicas each evaluated epoch saw."""
+
+    def __init__(self, replica: int, epoch: int) -> None:
+        self.replica, self.epoch, self.seen = replica, epoch, []
+
+    def on_epoch_end(self, epoch, replicas, metrics):
+        self.seen.append(list(replicas))
+        return [self.replica] if epoch == self.epoch else None

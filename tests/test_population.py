@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_train import assert_same_run
+from helpers import Prune, assert_same_run
 
 from nnexp import config, population
 from nnexp.engine import loop as train
@@ -61,18 +61,10 @@ def test_mixed_architectures_and_batch_sizes_form_the_right_groups(data):
         assert_same_run(together[i], plans[i].fit()[0])
 
 
-class PruneMember(train.Callback):
-    def __init__(self, replica, epoch):
-        self.replica, self.epoch = replica, epoch
-
-    def on_epoch_end(self, epoch, replicas, metrics):
-        return [self.replica] if epoch == self.epoch else None
-
-
 @pytest.mark.parametrize("pruned", [0, 1])
 def test_a_pruned_member_leaves_the_others_unchanged(data, pruned):
     plans = [plan(data, f"optimizer.lr={lr}") for lr in (0.05, 0.1, 0.2)]
-    res = population.fit(plans, lambda members: [PruneMember(pruned, 6)])
+    res = population.fit(plans, lambda members: [Prune(pruned, 6)])
     assert res[pruned].status == "pruned" and res[pruned].epochs == 7
     for i in {0, 1, 2} - {pruned}:
         assert_same_run(res[i], plans[i].fit()[0])

@@ -15,7 +15,7 @@ from test_sweep import args_for, run_sweep, runs
 from nnexp.config import compose, with_default_group
 from nnexp.errors import ConfigError
 from nnexp.sweeps import space
-from nnexp.sweeps.settings import make_sampler, settings
+from nnexp.sweeps.settings import make_sampler, read_settings
 from nnexp.sweeps.space import Param
 from nnexp.sweeps.storage import open_storage
 
@@ -40,7 +40,7 @@ def validate(tmp_path, *args):
     cfg = compose(with_default_group(overrides, "sweep", "default"), hydra_node=True)
     for key, value in (a for a in args if not isinstance(a, str)):
         OmegaConf.update(cfg, key, value, merge=False)
-    st = settings(cfg)
+    st = read_settings(cfg)
     space.baseline_values(st.space, cfg, dict(cfg.hydra.runtime.choices))
     return st
 

@@ -3,6 +3,7 @@ early stopping, divergence and callbacks."""
 
 import numpy as np
 import pytest
+from helpers import Prune, assert_same_run
 
 from nnexp.engine import datasets, model, optim, schedules
 from nnexp.engine import loop as train
@@ -48,14 +49,6 @@ def test_2_2_1_sigmoid_learns_the_truth_tables(pattern):
     assert learned[1] and sum(learned) >= 4, learned
     if pattern in ("and", "or", "nand"):
         assert all(learned)
-
-
-def assert_same_run(a, b):
-    assert a.status == b.status and a.epochs == b.epochs and a.best_epoch == b.best_epoch
-    for k in b.curves:
-        np.testing.assert_array_equal(a.curves[k], b.curves[k], err_msg=k)
-    for k in b.state:
-        np.testing.assert_array_equal(a.state[k], b.state[k], err_msg=k)
 
 
 @pytest.mark.parametrize(
@@ -121,17 +114,8 @@ def test_a_diverging_replica_stops_with_a_reason_and_the_others_go_on(seed_data)
     assert_same_run(res[2], fit(spec, seed_data, 2, epochs=30, schedule=schedules.constant(0.05))[0])
 
 
-class PruneAt(train.Callback):
-    def __init__(self, epoch, replica):
-        self.epoch, self.replica, self.seen = epoch, replica, []
-
-    def on_epoch_end(self, epoch, replicas, metrics):
-        self.seen.append(list(replicas))
-        return [self.replica] if epoch == self.epoch else None
-
-
 def test_a_pruned_replica_leaves_the_pass_and_others_are_unchanged(seed_data):
-    cb = PruneAt(epoch=4, replica=0)
+    cb = Prune(replica=0, epoch=4)
     res = fit(BASELINE, seed_data, [7, 8], epochs=12, callbacks=[cb])
     assert res[0].status == "pruned" and res[0].epochs == 5 and len(res[0].curves["val_r2"]) == 5
     assert cb.seen[4] == [0, 1] and cb.seen[5] == [1]

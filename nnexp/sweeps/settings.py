@@ -86,7 +86,7 @@ class Settings:
         return self.direction == "maximize"
 
 
-def settings(cfg: DictConfig) -> Settings:
+def read_settings(cfg: DictConfig) -> Settings:
     s = _sweep(cfg)
     n_trials = integer("sweep.n_trials", s["n_trials"], 1, MAX_TRIALS)
     metric, direction = _objective(s)
