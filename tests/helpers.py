@@ -28,10 +28,11 @@ FINAL = ("COMPLETE", "PRUNED", "FAIL")
 def sweep_args(tmp_path: Path, *extra: str, name: str = "t", n: int = 8, population: int = 4,
                epochs: int = 20) -> list[str]:
     """A small, fast sweep on stores under tmp_path."""
+    startup = [] if "sweep.sampler.name=random" in extra else ["sweep.sampler.n_startup_trials=4"]
     return [f"sweep.study_name={name}", f"sweep.storage=journal:{tmp_path / 'optuna.log'}",
             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"sweep.n_trials={n}",
             f"sweep.population={population}", f"trainer.epochs={epochs}", "sweep.confirm_seeds=[1,2,3]",
-            "sweep.sampler.n_startup_trials=4", "sweep.eval_every=2", *extra]
+            *startup, "sweep.eval_every=2", *extra]
 
 
 def run_sweep(args: list[str]):
@@ -83,10 +84,14 @@ def assert_nothing_running(tmp_path: Path) -> None:
 
 
 def wait_for(predicate, timeout: float = 120.0) -> bool:
+    """Poll `predicate` (an exception counts as not yet: a store being created, a file being written)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if predicate():
-            return True
+        try:
+            if predicate():
+                return True
+        except Exception:  # noqa: BLE001
+            pass
         time.sleep(0.2)
     return False
 

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 from conftest import ROOT, run_script
+from helpers import ablation_args as args_for
 from mlflow import MlflowClient
 
 from nnexp.ablations import run as ablation_run
@@ -16,12 +17,6 @@ from nnexp.ablations.report import command
 from nnexp.ablations.run import AblationMismatch
 from nnexp.config import ConfigCache, compose, with_default_group
 from nnexp.errors import ConfigError
-
-
-def args_for(tmp_path, *extra):
-    return ["ablation=quick", "ablation.seeds=[0,1,2]", "ablation.baseline=['trainer.epochs=25']",
-            f"ablation.report_dir={tmp_path / 'report'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-            "ablation.force=true", *extra]
 
 
 def run(args):

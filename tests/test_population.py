@@ -5,7 +5,6 @@ import pytest
 from helpers import Prune, assert_same_run
 
 from nnexp import config, population
-from nnexp.engine import loop as train
 from nnexp.plan import build_plan as plan_of
 
 EPOCHS = 25

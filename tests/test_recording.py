@@ -65,21 +65,23 @@ def test_a_sweep_on_a_store_that_cannot_be_opened_leaves_its_trials_waiting(tmp_
     assert_nothing_running(tmp_path)
 
 
+LONG = ("trainer.epochs=5000", "trainer.batch_size=1", "tracking.plots=false")  # minutes, few curve points
+
+
+def running(tmp_path):
+    return [r for r in mlflow_runs(tmp_path, "nnexp")[1] if r.info.status == "RUNNING"]
+
+
 @pytest.mark.slow
 def test_a_sigkilled_run_is_marked_killed_with_its_reason(tmp_path):
     store = f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = start("train.py", store, "trainer.epochs=200000", "tracking.plots=false")
-
-    def running():
-        try:
-            return [r for r in mlflow_runs(tmp_path, "nnexp")[1] if r.info.status == "RUNNING"]
-        except Exception:  # the store is being created
-            return []
-
-    assert wait_for(running, 120), proc.communicate()
-    proc.kill()  # the command dies; its recorder drains the spool and ends the run it left open
-    proc.wait()
-    assert wait_for(lambda: not running(), 60)
+    proc = start("train.py", store, *LONG)
+    try:
+        assert wait_for(lambda: running(tmp_path), 120)
+    finally:
+        proc.kill()  # the command dies; its recorder drains the spool and ends the run it left open
+        proc.wait()
+    assert wait_for(lambda: not running(tmp_path), 60)
     run = mlflow_runs(tmp_path, "nnexp")[1][0]
     assert run.info.status == "KILLED" and "died without ending it" in run.data.tags["nnexp.failure_reason"]
 
@@ -87,12 +89,14 @@ def test_a_sigkilled_run_is_marked_killed_with_its_reason(tmp_path):
 @pytest.mark.slow
 def test_a_sigkilled_run_and_recorder_are_cleaned_up_by_the_next_command(tmp_path):
     store = f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = start("train.py", store, "trainer.epochs=200000", "tracking.plots=false")
-    assert wait_for(lambda: any(r.info.status == "RUNNING" for r in mlflow_runs(tmp_path, "nnexp")[1]), 120)
-    for pid in recorders_of(proc.pid):
-        os.kill(pid, signal.SIGKILL)
-    proc.kill()
-    proc.wait()
+    proc = start("train.py", store, *LONG)
+    try:
+        assert wait_for(lambda: running(tmp_path), 120)
+    finally:
+        for pid in recorders_of(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
     assert run_script("train.py", store, "trainer.epochs=5", "tracking.log_model=false").returncode == 0
     statuses = sorted(r.info.status for r in mlflow_runs(tmp_path, "nnexp")[1])
     assert statuses == ["FINISHED", "KILLED"]

@@ -11,15 +11,15 @@ import sys
 import time
 
 import numpy as np
-import optuna
 import pytest
 from conftest import ROOT, run_script
+from helpers import assert_complete_and_unique, assert_nothing_running, run_sweep, wait_for
+from helpers import load_study as load
+from helpers import sweep_args as args_for
 from mlflow import MlflowClient
-from test_sweep import args_for, assert_complete_and_unique, load, wait_for
 
 from nnexp import cli, config, runner
 from nnexp.interrupts import handled
-from nnexp.sweeps.storage import open_storage
 
 CSV_CASES = {
     "empty": ("", "the file is empty"),
@@ -30,19 +30,6 @@ CSV_CASES = {
     "wrong_column": ("a,b,price\n" + "1,2,3\n" * 9, "data.target = 'y'.*no such column"),
 }
 
-
-def assert_nothing_running(tmp_path):
-    db = tmp_path / "mlflow.db"
-    if db.exists():
-        client = MlflowClient(f"sqlite:///{db}")
-        for exp in client.search_experiments():
-            assert not [r for r in client.search_runs([exp.experiment_id]) if r.info.status == "RUNNING"]
-    journal = tmp_path / "optuna.log"
-    if journal.exists():
-        storage = open_storage(f"journal:{journal}")
-        for s in optuna.get_all_study_summaries(storage):
-            trials = optuna.load_study(study_name=s.study_name, storage=storage).trials
-            assert not [t for t in trials if t.state.name == "RUNNING"]
 
 
 @pytest.mark.parametrize("case", sorted(CSV_CASES))
@@ -228,8 +215,6 @@ def test_the_same_run_on_one_and_two_blas_threads_gives_the_same_metrics(tmp_pat
 
 
 def test_a_sweep_trial_in_a_worker_equals_the_same_run_alone(tmp_path):
-    from test_sweep import run_sweep
-
     run_sweep(args_for(tmp_path, "sweep.confirm_seeds=[]", n=3, population=3, epochs=15))
     study = load(tmp_path)
     base = study.trials[0]

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import run_script
 from helpers import Served, free_port
+from helpers import load_study as load
+from helpers import sweep_args as args_for
 from mlflow import MlflowClient
-from test_sweep import args_for, load
 
 from nnexp import config, runner
 

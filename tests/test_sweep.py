@@ -1,66 +1,38 @@
 """`make sweep`: trials in Optuna and MLflow, the baseline, pruning, failures, resume, workers, bad configs."""
 
-import collections
 import math
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import optuna
 import pytest
 from conftest import ROOT, run_script
-from mlflow import MlflowClient
+from helpers import (
+    FINAL,
+    assert_complete_and_unique,
+    finished_trials,
+    mlflow_runs,
+    run_sweep,
+    wait_for,
+)
+from helpers import load_study as load
+from helpers import sweep_args as args_for
 
-from nnexp.config import compose, with_default_group
 from nnexp.errors import ConfigError
-from nnexp.sweeps import run as sweep_run
 from nnexp.sweeps.storage import open_storage
-
-FINAL = ("COMPLETE", "PRUNED", "FAIL")
-
-
-def args_for(tmp_path, *extra, name="t", n=8, population=4, epochs=20):
-    return [f"sweep.study_name={name}", f"sweep.storage=journal:{tmp_path / 'optuna.log'}",
-            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"sweep.n_trials={n}",
-            f"sweep.population={population}", f"trainer.epochs={epochs}", "sweep.confirm_seeds=[1,2,3]",
-            "sweep.sampler.n_startup_trials=4", "sweep.eval_every=2", *extra]
-
-
-def run_sweep(args):
-    args = with_default_group(args, "sweep", "default")
-    return sweep_run.run(compose(args), args)
-
-
-def load(tmp_path, name="t"):
-    return optuna.load_study(study_name=name, storage=open_storage(f"journal:{tmp_path / 'optuna.log'}"))
 
 
 def runs(tmp_path):
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("nnexp-sweep")
-    return client, (client.search_runs([exp.experiment_id], max_results=5000) if exp else [])
+    client, found = mlflow_runs(tmp_path)
+    return client, found
 
 
 def trial_runs(tmp_path):
-    client, rs = runs(tmp_path)
-    return client, [r for r in rs if r.data.tags.get("nnexp.kind") == "trial"]
-
-
-def assert_complete_and_unique(tmp_path, n, name="t"):
-    """Exactly n trials in final states, one child run per trial, nothing RUNNING anywhere."""
-    study = load(tmp_path, name)
-    states = collections.Counter(t.state.name for t in study.trials if t.number < n)
-    assert sum(states[s] for s in FINAL) == n and not states["RUNNING"], states
-    assert not [t for t in study.trials if t.state.name == "RUNNING"]
-    client, trials = trial_runs(tmp_path)
-    numbers = sorted(int(r.data.tags["nnexp.trial_number"]) for r in trials)
-    assert numbers == list(range(n)), numbers
-    _, everything = runs(tmp_path)
-    assert not [r for r in everything if r.info.status == "RUNNING"]
-    return study, trials
+    client, found = mlflow_runs(tmp_path)
+    return client, [r for r in found if r.data.tags.get("nnexp.kind") == "trial"]
 
 
 @pytest.fixture(scope="module")
@@ -197,20 +169,6 @@ def test_the_cli_reports_a_bad_sweep_in_one_paragraph(tmp_path):
     assert "sweep.space.lr.low = -1" in out.stderr and "log-scale range needs low > 0" in out.stderr
 
 
-def wait_for(predicate, timeout=120.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def completed(tmp_path, name="t"):
-    try:
-        return sum(t.state.name in FINAL for t in load(tmp_path, name).trials)
-    except KeyError:
-        return 0
 
 
 @pytest.mark.slow
@@ -219,14 +177,14 @@ def test_an_interrupted_population_sweep_resumes_to_exactly_n_trials(tmp_path, s
     args = args_for(tmp_path, "sweep.confirm_seeds=[]", n=24, population=4, epochs=150)
     proc = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "sweep.py"), *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert wait_for(lambda: completed(tmp_path) >= 5), proc.communicate()
+    assert wait_for(lambda: finished_trials(tmp_path) >= 5), proc.communicate()
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "run the same command again" in err
     study = load(tmp_path)
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
-    assert 5 <= completed(tmp_path) < 24
+    assert 5 <= finished_trials(tmp_path) < 24
     _, everything = runs(tmp_path)
     assert not [r for r in everything if r.info.status == "RUNNING"]
     assert next(r for r in everything if r.data.tags.get("nnexp.kind") == "sweep").info.status == "KILLED"

@@ -9,8 +9,9 @@ import re
 import optuna
 import pytest
 from conftest import run_script
+from helpers import run_sweep
+from helpers import sweep_args as args_for
 from omegaconf import OmegaConf
-from test_sweep import args_for, run_sweep, runs
 
 from nnexp.config import compose, with_default_group
 from nnexp.errors import ConfigError
@@ -330,7 +331,7 @@ def test_a_hostile_sweep_records_nothing(tmp, case):
     with pytest.raises(ConfigError, match=message):
         run_sweep(hostile_args(tmp, override, *(["sweep=architecture"] if "optimizer:" in override else [])))
     assert not (tmp / "optuna.log").exists() and (tmp / "afile").is_file()
-    assert runs(tmp)[1] == []
+    assert mlflow_runs(tmp)[1] == []
 
 
 @pytest.mark.parametrize(("override", "message"), [
