@@ -9,7 +9,7 @@ import re
 import optuna
 import pytest
 from conftest import run_script
-from helpers import run_sweep
+from helpers import mlflow_runs, run_sweep
 from helpers import sweep_args as args_for
 from omegaconf import OmegaConf
 
