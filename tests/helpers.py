@@ -45,6 +45,9 @@ def load_study(tmp_path: Path, name: str = "t") -> optuna.Study:
 
 
 def mlflow_runs(store_dir: Path, experiment: str = "nnexp-sweep", uri: str | None = None):
+    """The runs of an experiment (none before the store exists: a client here would create it)."""
+    if uri is None and not (store_dir / "mlflow.db").exists():
+        return None, []
     client = MlflowClient(uri or f"sqlite:///{store_dir / 'mlflow.db'}")
     exp = client.get_experiment_by_name(experiment)
     return client, (client.search_runs([exp.experiment_id], max_results=5000) if exp else [])

@@ -21,7 +21,7 @@ from nnexp.errors import ConfigError
 
 def run(args):
     args = with_default_group(args, "ablation", "seed_claims")
-    return ablation_run.record(compose(args), args)
+    return ablation_run.record(compose(args), args).text
 
 
 def check(tmp_path, args):
