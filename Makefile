@@ -12,12 +12,15 @@ STORE  ?= sqlite:///$(CURDIR)/mlflow.db
 ARTIFACTS ?= $(CURDIR)/mlartifacts
 SERVER_DIR ?= $(CURDIR)/server
 SERVER_PORT ?= 5001
+SERVE_PORT ?= 5002
+MODEL  ?=
+INPUT  ?=
 # mlflow ui/server: no background job runner (nnexp runs no MLflow jobs), no telemetry from offline machines
 MLFLOW_ENV := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true
 
 .DEFAULT_GOAL := help
 STUDY  ?= seed_claims
-.PHONY: help setup test lint bench train sweep sweep-worker ablation ablation-check ui server clean
+.PHONY: help setup test lint bench train sweep sweep-worker ablation ablation-record ablation-check ui server predict serve need-model clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,7 +41,7 @@ lint: $(READY) ## ruff check (style, imports, bugbear) and mypy on the engine
 	$(BIN)/ruff check .
 	$(BIN)/mypy nnexp --ignore-missing-imports
 
-train: $(READY) ## one tracked run of the seed baseline; any Hydra override via ARGS="optimizer.lr=0.05 model=mlp_4_8_6_4_1"
+train: $(READY) ## one tracked run of the seed baseline; any Hydra override via ARGS="optimizer.lr=0.05 model=mlp_8_6_4"
 	$(BIN)/python experiments/train.py $(ARGS)
 
 sweep: $(READY) ## the default Optuna sweep against the baseline (WORKERS=2 for two processes; ARGS="sweep=architecture ...")
@@ -47,10 +50,13 @@ sweep: $(READY) ## the default Optuna sweep against the baseline (WORKERS=2 for 
 sweep-worker: $(READY) ## join a running sweep from any machine (same ARGS, shared sweep.storage and MLFLOW_TRACKING_URI)
 	$(BIN)/python experiments/sweep.py --worker $(ARGS)
 
-ablation: $(READY) ## the seed's claims tested on 10 seeds each (conf/ablation/); report in experiments/<study>/
-	$(BIN)/python experiments/ablation.py $(ARGS)
+ablation: $(READY) ## an ablation study (STUDY=seed_claims; conf/ablation/): MLflow runs, report in outputs/ablation/<study>/
+	$(BIN)/python experiments/ablation.py ablation=$(STUDY) $(ARGS)
 
-ablation-check: $(READY) ## re-run a recorded study and diff its numbers against its report (STUDY=seed_claims)
+ablation-record: $(READY) ## the same, its report recorded into experiments/<study>/ (a clean working tree; commit it)
+	$(BIN)/python experiments/ablation.py --record ablation=$(STUDY) $(ARGS)
+
+ablation-check: $(READY) ## re-run a recorded study and compare every number with its report (STUDY=seed_claims)
 	$(BIN)/python experiments/ablation.py --check ablation=$(STUDY) $(ARGS)
 
 ui: $(READY) ## MLflow UI on the project's store, bound to 127.0.0.1 (PORT=5000 by default)
@@ -64,6 +70,18 @@ server: $(READY) ## a local MLflow tracking server (127.0.0.1, SERVER_PORT=5001)
 	@echo "MLflow tracking server: http://$(HOST):$(SERVER_PORT)  (export MLFLOW_TRACKING_URI=http://$(HOST):$(SERVER_PORT); Ctrl-C to stop)"
 	$(MLFLOW_ENV) $(BIN)/mlflow server --backend-store-uri sqlite:///$(SERVER_DIR)/mlflow.db \
 	  --artifacts-destination file://$(SERVER_DIR)/artifacts --host $(HOST) --port $(SERVER_PORT) --workers 2
+
+# a logged model, checked against the run that logged it (nnexp/serving.py), from the project's store or MLFLOW_TRACKING_URI
+MODEL_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-$(STORE)}" $(MLFLOW_ENV)
+need-model:
+	@test -n "$(MODEL)" || { echo "usage: make $(MAKECMDGOALS) MODEL=runs:/<run id>/model (the run id that make train prints)" >&2; exit 2; }
+
+predict: $(READY) need-model ## predictions of a logged model for a CSV file: MODEL=runs:/<run id>/model INPUT=features.csv
+	@test -n "$(INPUT)" || { echo "usage: make predict MODEL=runs:/<run id>/model INPUT=features.csv" >&2; exit 2; }
+	@$(MODEL_ENV) $(BIN)/python experiments/serve.py predict "$(MODEL)" "$(INPUT)"
+
+serve: $(READY) need-model ## serve a logged model over HTTP on 127.0.0.1 (MODEL=runs:/<run id>/model, SERVE_PORT=5002)
+	$(MODEL_ENV) $(BIN)/python experiments/serve.py serve "$(MODEL)" --host $(HOST) --port $(SERVE_PORT)
 
 bench: $(READY) ## speed figures: engine vs references, sweeps by population size and workers, pruning, ablation packing
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python experiments/bench.py $(ARGS)

@@ -1,13 +1,15 @@
-"""`make ablation ARGS="..."`: an ablation study (conf/ablation/), its report and MLflow runs.
+"""`make ablation ARGS="..."`: see `nnexp.cli.run_ablation` and the README.
 
-    python experiments/ablation.py                              # ablation=seed_claims
-    python experiments/ablation.py ablation=my_study trainer.epochs=200
-    python experiments/ablation.py --check ablation=seed_claims # make ablation-check STUDY=seed_claims
+    python experiments/ablation.py [Hydra overrides]
 """
 
 import sys
 
-from nnexp.cli import run_ablation
+from nnexp.interrupts import sigterm_interrupts
+
+sigterm_interrupts()  # first: Ctrl-C and SIGTERM end the command cleanly even while it starts
+
+from nnexp.cli import run_ablation  # noqa: E402
 
 if __name__ == "__main__":
     run_ablation(sys.argv[1:])

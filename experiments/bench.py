@@ -26,7 +26,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small arrays: threads only
 import bench_harness  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nnexp.engine import data, model, optim, schedules
+from nnexp.engine import datasets, model, optim, schedules
 from nnexp.engine import loop as train  # noqa: E402
 
 SPEC = model.MLPSpec()
@@ -146,7 +146,7 @@ def row(label, seconds, ref=None, ref_name=""):
 
 
 def section_engine():
-    d = data.seed_regression()
+    d = datasets.seed_regression()
     n = len(d.x_train)
     print(f"== engine: seed task 4->6->4->1, {n} training rows, per-epoch eval of train/val/test ==")
     verdicts = []

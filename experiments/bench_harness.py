@@ -17,8 +17,7 @@ import numpy as np
 
 from nnexp import plots, population
 from nnexp.ablations import study as ablation
-from nnexp.cli import with_default_group
-from nnexp.config import ConfigCache, compose
+from nnexp.config import ConfigCache, compose, with_default_group
 from nnexp.paths import project_root
 from nnexp.sweeps import run as sr
 
@@ -51,20 +50,20 @@ def one_sweep(population_size: int, workers: int, n: int, *extra: str):
     with tempfile.TemporaryDirectory() as d:
         args = sweep_args(Path(d), f"sweep.population={population_size}", f"sweep.n_trials={n}",
                           f"sweep.workers={workers}", *extra)
-        sw = sr.Sweep(compose(args), args)
+        sweep = sr.Sweep(compose(args), args)
         procs = sr.spawn_workers(workers - 1, args) if workers > 1 else []
         t0 = time.perf_counter()
-        sw.worker.run()
+        sweep.worker.run()
         for p in procs:
             p.wait()
-        sw.finish_leftovers()
+        sweep.finish_leftovers()
         wall = time.perf_counter() - t0
-        sw.tracker.end(sw.parent)
-        timing = {k: v / n for k, v in sw.worker.timing.items()} | {"wall": wall / n}
-        trials = sw.study.trials
-        facts = {"best": sw.study.best_value, "pruned": sum(t.state.name == "PRUNED" for t in trials),
+        sweep.tracker.end(sweep.parent)
+        timing = {k: v / n for k, v in sweep.worker.timing.items()} | {"wall": wall / n}
+        trials = sweep.study.trials
+        facts = {"best": sweep.study.best_value, "pruned": sum(t.state.name == "PRUNED" for t in trials),
                  "epochs": sum(t.user_attrs.get("nnexp", {}).get("epochs", 0) for t in trials)}
-        return steady_rate(sw.study), timing, facts
+        return steady_rate(sweep.study), timing, facts
 
 
 def section_sweep() -> None:
@@ -142,7 +141,8 @@ def section_quality() -> None:
           f"{reached:.1f} s; P = 1 got there after {t1[np.argmax(b1 >= b1[-1])]:.1f} s of its {BUDGET:.0f} s")
     out = project_root() / "experiments" / "bench" / "best_val_r2_vs_time.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    plots.steps_over_time(curves, out, "best validation R²")
+    plots.steps_over_time(curves, out, "best validation R² so far",
+                          f"Best validation R² against wall-clock time: P = 1 and P = {DEFAULT_P}, {BUDGET:.0f} s each")
     from nnexp.tracking import Tracker
 
     Tracker(None, "nnexp-bench").log_artifact(parents[DEFAULT_P], out, "plots")
@@ -177,7 +177,7 @@ def section_ablation() -> None:
     plans = [v.plan.with_seeds([s]) for v in study.variants for s in study.seeds]
     t0 = time.perf_counter()
     for p in plans:
-        population.train([p])
+        population.fit([p])
     alone = time.perf_counter() - t0
     print(f"  K = 10 seeds, packed on the replica axis   {packed:6.1f} s")
     print(f"  K = 1 seed                                  {one:6.1f} s   (K = 10 costs {packed / one:.1f}x one seed)")

@@ -1,13 +1,15 @@
-"""`make sweep ARGS="..."`: an Optuna search over the config space, every trial recorded in MLflow.
+"""`make sweep ARGS="..."`: see `nnexp.cli.run_sweep` and the README.
 
-    python experiments/sweep.py                                  # the default sweep (conf/sweep/default.yaml)
-    python experiments/sweep.py sweep=architecture sweep.n_trials=60 trainer.epochs=200
-    python experiments/sweep.py --worker=1 sweep.storage=postgresql://...   # join a running sweep (make sweep-worker)
+    python experiments/sweep.py [Hydra overrides]
 """
 
 import sys
 
-from nnexp.cli import run_sweep
+from nnexp.interrupts import sigterm_interrupts
+
+sigterm_interrupts()  # first: Ctrl-C and SIGTERM end the command cleanly even while it starts
+
+from nnexp.cli import run_sweep  # noqa: E402
 
 if __name__ == "__main__":
     run_sweep(sys.argv[1:])

@@ -1,25 +1,15 @@
-"""`make train ARGS="..."`: one run of the composed config, recorded in MLflow.
+"""`make train ARGS="..."`: see `nnexp.cli.run_train` and the README.
 
-    python experiments/train.py optimizer.lr=0.05 model=mlp_4_8_6_4_1
+    python experiments/train.py [Hydra overrides]
 """
 
 import sys
 
-import hydra
-from omegaconf import DictConfig
+from nnexp.interrupts import sigterm_interrupts
 
-from nnexp.cli import guarded, precheck_overrides
-from nnexp.runner import summary_text, train
+sigterm_interrupts()  # first: Ctrl-C and SIGTERM end the command cleanly even while it starts
 
-
-@hydra.main(config_path="../conf", config_name="config", version_base=None)
-def main(cfg: DictConfig) -> None:
-    summary = guarded(lambda: train(cfg))
-    print(summary_text(summary))
-    if summary.status != "FINISHED":
-        sys.exit(1)
-
+from nnexp.cli import run_train  # noqa: E402
 
 if __name__ == "__main__":
-    precheck_overrides(sys.argv[1:])
-    main()
+    run_train(sys.argv[1:])

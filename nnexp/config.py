@@ -10,7 +10,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nnexp.engine.data import Dataset
 from nnexp.engine.model import MLPSpec
-from nnexp.paths import CONF_DIR
+from nnexp.errors import ConfigError, choice
+from nnexp.paths import CONF_DIR, group_options
 from nnexp.plan import Plan, build_plan
 
 
@@ -58,9 +59,12 @@ class ConfigCache:
 
     def plan(self, cfg: DictConfig) -> Plan:
         """A validated plan of `cfg` (one replica, seed cfg.seed)."""
-        key, model = OmegaConf.to_yaml(cfg.data, resolve=True), OmegaConf.to_yaml(cfg.model, resolve=True)
-        plan = build_plan(cfg, data=self._data.get(key), spec=self._specs.get(model))
-        self._data[key], self._specs[model] = plan.data, plan.spec
+        key = OmegaConf.to_yaml(cfg.data, resolve=True)
+        data = self._data.get(key)
+        model = OmegaConf.to_yaml(cfg.model, resolve=True) + (f"inputs: {data.n_features}" if data else "")
+        plan = build_plan(cfg, data=data, spec=self._specs.get(model) if data else None)
+        self._data[key] = plan.data
+        self._specs[OmegaConf.to_yaml(cfg.model, resolve=True) + f"inputs: {plan.data.n_features}"] = plan.spec
         return plan
 
 
@@ -69,7 +73,7 @@ HARNESS_KEYS = ("tracking", "hydra", "sweep", "ablation")  # how to run and reco
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
     """The resolved config as dotted keys -> strings (`optimizer.lr`, `model.sizes`), Hydra's
-    `_target_` entries and the tracking settings left out."""
+    the harness settings (tracking, sweep, ablation) left out."""
     out: dict[str, str] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -84,3 +88,68 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
 
     walk(cfg, "")
     return out
+
+
+def run_params(cfg: DictConfig, plan: Plan) -> dict[str, str]:
+    """A run's params: every config value flattened, and the layer widths actually trained
+    (`model.sizes`: the input width comes from the data)."""
+    return {**flat_params(cfg), "model.sizes": str(list(plan.spec.sizes))}
+
+
+def compose_checked(overrides: Sequence[str] = ()) -> DictConfig:
+    """`compose`, with every mistake in the overrides raised as a ConfigError in one paragraph: a
+    misspelt group option or key gets its close matches, a malformed override the parser's complaint."""
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    _check_group_options(overrides)
+    try:
+        return compose(overrides)
+    except OverrideParseException as e:
+        raise ConfigError("override", " ".join(overrides), f"could not parse the override: {' '.join(str(e).split())}"
+                          ". Overrides look like key=value, e.g. optimizer.lr=0.05") from None
+    except ConfigCompositionException as e:
+        raise ConfigError("override", " ".join(overrides), _explain_composition_error(e, overrides)) from None
+
+
+def _explain_composition_error(e: Exception, args: Sequence[str]) -> str:
+    """An unknown key becomes 'no such setting', with the settings that do exist beside it."""
+    import difflib
+    import re
+
+    text = " ".join(str(e).split())
+    m = re.search(r"Could not override '([^']+)'", text)
+    if not m:
+        cause = " ".join(str(e.__cause__).split()) if e.__cause__ else ""
+        return f"{text}: {cause}" if cause and cause not in text else text
+    key = m.group(1)
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(compose([a for a in args if not a.startswith(key + "=")]), parent) if parent else None
+    if not isinstance(node, DictConfig):
+        return f"{key}: no such setting ({text})"
+    options = sorted(str(k) for k in node.keys())
+    close = difflib.get_close_matches(leaf, options, n=3)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    extra = " (a model states its hidden layers: the input width comes from the data)" if key == "model.sizes" else ""
+    return f"{key}: no such setting; settings of {parent}: {', '.join(options)}.{hint}{extra}"
+
+
+def _check_group_options(args: Sequence[str]) -> None:
+    for arg in args:
+        if "=" not in arg or arg.startswith(("hydra", "+", "~", "-")):
+            continue
+        key, _, value = arg.partition("=")
+        key = key.lstrip("+")
+        if "." in key or "/" in key or not (CONF_DIR / key).is_dir():
+            continue
+        if value in ("null", "") and key == "experiment":
+            continue
+        try:
+            choice(key, value, group_options(key))
+        except ConfigError as e:
+            raise ConfigError(e.field, e.value, f"{e.allowed} (config group {key!r} in conf/{key}/)", e.hint) from None
+
+
+def with_default_group(args: Sequence[str], group: str, default: str) -> list[str]:
+    """`group=default` first unless the overrides already choose an option of `group`."""
+    chosen = any(a.lstrip("+").split("=", 1)[0] == group for a in args)
+    return list(args) if chosen else [f"{group}={default}", *args]

@@ -62,18 +62,18 @@ class SweepProgress:
     def __call__(self, worker) -> None:
         from nnexp.sweeps import storage as studies
 
-        st = worker.st
-        c = studies.counts(worker.study, st.n_trials)
+        settings = worker.settings
+        c = studies.counts(worker.study, settings.n_trials)
         done = c["COMPLETE"] + c["PRUNED"] + c["FAIL"]
         values = [t.value for t in worker.study.get_trials(deepcopy=False, states=(studies.TrialState.COMPLETE,))
-                  if t.number < st.n_trials]
-        best = (max if st.maximize else min)(values) if values else float("nan")
+                  if t.number < settings.n_trials]
+        best = (max if settings.maximize else min)(values) if values else float("nan")
         width = 30
-        bar = "#" * int(width * done / st.n_trials) + "." * (width - int(width * done / st.n_trials))
-        line = (f"[{bar}] {done}/{st.n_trials} trials  best {st.metric} {best:.4f}  pruned {c['PRUNED']}  "
+        bar = "#" * int(width * done / settings.n_trials) + "." * (width - int(width * done / settings.n_trials))
+        line = (f"[{bar}] {done}/{settings.n_trials} trials  best {settings.metric} {best:.4f}  pruned {c['PRUNED']}  "
                 f"failed {c['FAIL']}  {time.monotonic() - self.t0:.0f} s")
         if self.tty:
-            sys.stderr.write("\r" + line + ("\n" if done >= st.n_trials else ""))
+            sys.stderr.write("\r" + line + ("\n" if done >= settings.n_trials else ""))
             sys.stderr.flush()
         else:
             print(line, flush=True)

@@ -10,7 +10,7 @@ class ConfigError(ValueError):
     """A user-facing error: names the field, the bad value and what is allowed."""
 
     def __init__(self, field: str, value: object, allowed: str, hint: str = "") -> None:
-        self.field, self.value, self.allowed = field, value, allowed
+        self.field, self.value, self.allowed, self.hint = field, value, allowed, hint
         text = f"{field} = {value!r} is not valid: {allowed}."
         super().__init__(f"{text} {hint}".strip())
 

@@ -16,7 +16,6 @@ Three rules, each reproduced before it was written (tests/test_faults.py):
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import traceback
 import uuid
@@ -24,10 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nnexp.errors import ConfigError, StoreError
-
-# MLflow logs every SQLite OperationalError with its traceback before raising it again
-# (mlflow/store/db/utils.py, make_managed_session); the error itself reaches the user as a StoreError
-logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 _ERRNO = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",

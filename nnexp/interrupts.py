@@ -21,8 +21,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from nnexp.engine.loop import Callback
-
 
 class _State:
     depth = 0  # nesting of deferred() blocks
@@ -87,10 +85,3 @@ def deferred() -> Iterator[None]:
     if not _state.depth and _state.pending and main:
         reason, _state.pending = _state.pending, ""
         raise _interrupt(reason)
-
-
-class Checkpoint(Callback):
-    """Calls `check()` after every evaluated epoch: `Plan.fit` adds it to every training run."""
-
-    def on_epoch_end(self, epoch: int, replicas: Any, metrics: Any) -> None:
-        check()

@@ -67,14 +67,14 @@ def stack(plans: Sequence[Plan]) -> Plan:
                    seeds=[s for p in plans for s in p.seeds], dropout=column([p.spec.dropout for p in plans]))
 
 
-def train_seeds(plans: Sequence[Plan], seeds: Sequence[int]) -> list[list[ReplicaResult]]:
+def fit_seeds(plans: Sequence[Plan], seeds: Sequence[int]) -> list[list[ReplicaResult]]:
     """Every plan on every seed, packed by structure: result[i][j] is plans[i] trained on seeds[j]."""
-    flat = train([p.with_seeds([s]) for p in plans for s in seeds])
+    flat = fit([p.with_seeds([s]) for p in plans for s in seeds])
     k = len(seeds)
     return [flat[i * k : (i + 1) * k] for i in range(len(plans))]
 
 
-def train(plans: Sequence[Plan], callbacks: Callable[[list[int]], Sequence[Callback]] | None = None,
+def fit(plans: Sequence[Plan], callbacks: Callable[[list[int]], Sequence[Callback]] | None = None,
           ) -> list[ReplicaResult]:
     """Train every plan, one pass per group; result i belongs to plans[i].
 

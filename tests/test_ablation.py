@@ -2,28 +2,32 @@
 
 import json
 import math
+import shlex
+import subprocess
 
 import pytest
-from conftest import run_script
+from conftest import ROOT, run_script
+from helpers import ablation_args as args_for
 from mlflow import MlflowClient
 
-from nnexp.ablations import report as ablation_report
+from nnexp.ablations import run as ablation_run
 from nnexp.ablations import study as ablation
-from nnexp.ablations.report import AblationMismatch
-from nnexp.cli import with_default_group
-from nnexp.config import compose
+from nnexp.ablations.analysis import DIVERGED, analyse
+from nnexp.ablations.report import command
+from nnexp.ablations.run import AblationMismatch
+from nnexp.config import ConfigCache, compose, with_default_group
 from nnexp.errors import ConfigError
 
 
-def args_for(tmp_path, *extra):
-    return ["ablation=quick", "ablation.seeds=[0,1,2]", "ablation.baseline=['trainer.epochs=25']",
-            f"ablation.report_dir={tmp_path / 'report'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-            "ablation.force=true", *extra]
-
-
-def run(args, check=False):
+def run(args):
     args = with_default_group(args, "ablation", "seed_claims")
-    return ablation_report.main(compose(args), args, check=check)
+    return ablation_run.record(compose(args), args).text
+
+
+def check(tmp_path, args):
+    args = with_default_group(args, "ablation", "seed_claims")
+    return ablation_run.check("quick", [a for a in args if not a.startswith("ablation=")],
+                              tmp_path / "report" / "results.json")
 
 
 @pytest.fixture(scope="module")
@@ -63,36 +67,74 @@ def test_the_report_numbers_are_the_mlflow_metrics(study):
         assert child.data.metrics["test_r2"] == pytest.approx(mean, rel=1e-12)
     artifacts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
     assert {"REPORT.md", "effects.csv", "effects.md", "results.json"} <= artifacts
-    assert {a.path for a in client.list_artifacts(parent[0].info.run_id, "plots")} >= {"plots/effects.png"}
+    assert {"effects.png", "curves.png"} <= artifacts  # beside REPORT.md, whose links are relative
 
 
 def test_running_twice_gives_identical_numbers_and_the_check_passes(study):
     tmp, _, results = study
-    text = run(args_for(tmp), check=True)
-    assert "reproduced exactly" in text
-    tampered = json.loads((tmp / "report" / "results.json").read_text())
-    tampered["variants"]["deeper"]["values"]["test_r2"][1] += 1e-9
-    (tmp / "report" / "results.json").write_text(json.dumps(tampered))
+    extra = [a for a in args_for(tmp) if a.startswith("tracking.")]
+    recorded = json.loads((tmp / "report" / "results.json").read_text())
+    recorded["args"] = [a for a in recorded["args"] if not a.startswith(("tracking.", "ablation.report_dir"))]
+    (tmp / "report" / "results.json").write_text(json.dumps(recorded))
     try:
+        assert "reproduced exactly" in check(tmp, extra)
+        tampered = json.loads(json.dumps(recorded))
+        tampered["variants"]["deeper"]["values"]["test_r2"][1] += 1e-9
+        (tmp / "report" / "results.json").write_text(json.dumps(tampered))
         with pytest.raises(AblationMismatch, match=r"deeper test_r2 seed 1"):
-            run(args_for(tmp), check=True)
+            check(tmp, extra)
+        last_bits = json.loads(json.dumps(recorded))  # another CPU's kernels: the last bits of a float64
+        last_bits["variants"]["deeper"]["values"]["test_r2"][1] *= 1 + 2**-52
+        (tmp / "report" / "results.json").write_text(json.dumps(last_bits))
+        assert "1 to within" in check(tmp, extra)
     finally:
         (tmp / "report" / "results.json").write_text(json.dumps(results))
+
+
+@pytest.mark.parametrize("crafted", [["csvfile._target_=shutil.rmtree"], ["hydra.run.dir=/tmp/x"],
+                                     ["+model.hidden=[4]"], ["tracking.uri=http://evil"], "not a list"])
+def test_a_check_never_composes_what_a_crafted_report_asks_for(tmp_path, crafted):
+    (tmp_path / "report").mkdir()
+    doc = {"study": "quick", "args": crafted, "seeds": [0, 1], "variants": {}, "provenance": {}}
+    (tmp_path / "report" / "results.json").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="is not a recorded report of study 'quick'"):
+        check(tmp_path, [])
+
+
+def test_the_report_says_how_to_run_it_again_in_a_line_a_shell_parses(tmp_path):
+    args = ["ablation=quick", "ablation.variants.deeper.overrides=['model=mlp_8_6_4', 'trainer.epochs=30']",
+            "trainer.batch_size=16"]
+    line = command("quick", args)
+    words = shlex.split(line)
+    assert words[:3] == ["make", "ablation", "STUDY=quick"] and words[3].startswith("ARGS=")
+    assert shlex.split(words[3].removeprefix("ARGS=")) == args[1:]
+    dry = subprocess.run(["make", "-n", *words[1:]], cwd=ROOT, capture_output=True, text=True)
+    assert dry.returncode == 0 and "ablation.variants.deeper.overrides" in dry.stdout, dry.stderr
+
+
+def test_make_ablation_writes_no_tracked_file(tmp_path):
+    study = ablation.parse(compose(with_default_group([], "ablation", "seed_claims")))
+    default = ablation_run.report_dir(study, record=False)
+    assert default.relative_to(ROOT).parts[:2] == ("outputs", "ablation")
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(default / "REPORT.md")], cwd=ROOT)
+    assert ignored.returncode == 0, "the default report directory is ignored by git"
+    assert ablation_run.report_dir(study, record=True) == ROOT / "experiments" / "seed_claims"
 
 
 def test_a_variant_diverging_on_some_seeds_is_counted_not_averaged(tmp_path):
     cfg = compose(with_default_group(args_for(tmp_path, "+ablation.variants.hot=['model.output_activation=identity',"
                                               "'optimizer.lr=1.9','schedule=constant']",
+                                              "+ablation.variants.melt=['model.output_activation=identity',"
+                                              "'optimizer.lr=900','schedule=constant']",
                                               "ablation.seeds=[0,1,2,3,4,5]"), "ablation", "seed_claims"))
     study = ablation.parse(cfg)
-    from nnexp.config import ConfigCache
-
     ablation.prepare(study, ConfigCache([]))
     out = ablation.run(study)
-    rows = {r.variant: r for r in ablation.analyse(study, out)}
+    rows = {r.variant: r for r in analyse(study, out)}
     hot = rows["hot"]
     assert 0 < hot.diverged < 6, out.status["hot"]
     assert math.isfinite(hot.summary["test_r2"].mean) and hot.summary["test_r2"].n == 6 - hot.diverged
+    assert rows["melt"].diverged == 6 and rows["melt"].verdict == DIVERGED  # not "within noise"
 
 
 @pytest.mark.parametrize(
@@ -103,7 +145,13 @@ def test_a_variant_diverging_on_some_seeds_is_counted_not_averaged(tmp_path):
      ("ablation.variants.deeper.overrides=['optimizer.momentum=1.5']",
       r"ablation.variants.deeper .*optimizer.momentum = 1.5 is not valid"),
      ("ablation.variants.no_momentum.metric=accuracy", r"ablation.variants.no_momentum.metric = 'accuracy'"),
-     ("ablation.variants.deeper.expect=sideways", r"ablation.variants.deeper.expect = 'sideways'")],
+     ("ablation.variants.deeper.expect=sideways", r"ablation.variants.deeper.expect = 'sideways'"),
+     ("+ablation.variants.Deeper=['model=mlp_8_4']", r"ablation.variants.Deeper .*has this name, up to case"),
+     ("+ablation.variants." + "a" * 70 + "=['model=mlp_8_4']", r"a variant's name must be"),
+     ("ablation.experiment=''", r"ablation.experiment = '' is not valid"),
+     ("ablation.report_dir=/etc/hostname/report", r"ablation.report_dir = '/etc/hostname/report' .*not a directory"),
+     ("ablation.force=maybe", r"ablation.force = 'maybe' is not valid: expected true or false"),
+     ("+ablation.seed=[1,2]", r"ablation.seed = .*Did you mean 'seeds'")],
 )
 def test_bad_studies_fail_before_training_naming_the_variant(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):
@@ -111,12 +159,13 @@ def test_bad_studies_fail_before_training_naming_the_variant(tmp_path, override,
     assert not (tmp_path / "report").exists()
 
 
-def test_a_dirty_tree_is_refused_unless_forced(tmp_path, monkeypatch):
-    import nnexp.tracking
+def test_recording_into_the_repository_refuses_a_dirty_tree_unless_forced(tmp_path, monkeypatch):
+    from nnexp.recording import records
 
-    monkeypatch.setattr(nnexp.tracking, "provenance", lambda: {"git_dirty": "true"})
+    monkeypatch.setattr(records, "provenance", lambda: {"git_dirty": "true"})
+    args = with_default_group(args_for(tmp_path, "ablation.force=false"), "ablation", "seed_claims")
     with pytest.raises(ConfigError, match="uncommitted changes"):
-        run(args_for(tmp_path, "ablation.force=false"))
+        ablation_run.record(compose(args), args, into_repo=True)
 
 
 def test_the_cli_reports_a_bad_study_in_one_paragraph(tmp_path):
@@ -128,4 +177,4 @@ def test_the_cli_reports_a_bad_study_in_one_paragraph(tmp_path):
 def test_the_committed_seed_claims_report_reproduces_exactly():
     out = run_script("ablation.py", "--check", "ablation=seed_claims", timeout=600)
     assert out.returncode == 0, out.stderr
-    assert "reproduced exactly" in out.stdout
+    assert "all 900 numbers" in out.stdout and "reproduced" in out.stdout

@@ -16,3 +16,23 @@ def test_engine_imports_no_harness_library_and_no_upper_layer():
             "or (m.startswith('nnexp.') and not m.startswith('nnexp.engine') and m != 'nnexp.errors')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert len(ENGINE) >= 10 and out == "[]"
+
+
+def test_units_stay_small_enough_to_read_top_to_bottom():
+    """No module of the package over 300 lines, no class over 150, no function over 60."""
+    import ast
+    from pathlib import Path
+
+    root = Path(nnexp.engine.__file__).resolve().parent.parent
+    too_long = []
+    for path in sorted(root.rglob("*.py")):
+        source = path.read_text()
+        name = path.relative_to(root.parent)
+        if source.count("\n") > 300:
+            too_long.append(f"{name}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            limit = 150 if isinstance(node, ast.ClassDef) else 60 if isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+            if limit and node.end_lineno - node.lineno + 1 > limit:
+                too_long.append(f"{name}: {node.name} is {node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, too_long

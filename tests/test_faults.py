@@ -17,18 +17,20 @@ import time
 import optuna
 import pytest
 from conftest import ROOT, run_script
+from helpers import FINAL, assert_complete_and_unique, assert_nothing_running, run_sweep
+from helpers import load_study as load
+from helpers import sweep_args as args_for
 from mlflow import MlflowClient
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from test_reliability import assert_nothing_running
-from test_sweep import FINAL, args_for, assert_complete_and_unique, load, run_sweep
 
-from nnexp import cli, config, runner, tracking
+from nnexp import cli, config, runner
 from nnexp.errors import StoreError
 from nnexp.interrupts import handled
+from nnexp.recording.store import Store
+from nnexp.sweeps import journal, trial_log
 from nnexp.sweeps import storage as studies
-from nnexp.sweeps import worker
 
 
 def sweep_args(tmp, n, *extra):
@@ -48,7 +50,7 @@ def assert_whole(tmp, n, before=None):
     assert_nothing_running(tmp)
     now = finished(tmp)
     assert all(now[k] == v for k, v in (before or {}).items())
-    tracking.Tracker(f"sqlite:///{tmp / 'mlflow.db'}", "nnexp-sweep")
+    Store(f"sqlite:///{tmp / 'mlflow.db'}").experiment("nnexp-sweep")
 
 
 @pytest.fixture
@@ -164,7 +166,7 @@ def test_a_journal_append_the_disk_cut_short_is_taken_back(tmp_path, monkeypatch
     study.set_user_attr("a", 1)
     size = (tmp_path / "optuna.log").stat().st_size
     fake = FailingOs()
-    monkeypatch.setattr(studies, "os", fake)
+    monkeypatch.setattr(journal, "os", fake)
     fake.full = True
     with pytest.raises(OSError, match=r"No space left on device.*optuna.log"):
         study.set_user_attr("b", 2)
@@ -210,9 +212,10 @@ def test_a_full_disk_while_a_new_store_is_created_leaves_no_store(tmp_path, page
 
     def use():
         if store == "mlflow":
-            t = tracking.Tracker(url, "x")
-            t.end(t.start("after"))
-            return [r.info.status for r in t.client.search_runs([t.experiment_id])]
+            s = Store(url)
+            exp = s.experiment("x")
+            s.end(s.create(exp, "k", "after", {}, None, None), "FINISHED")
+            return [r.info.status for r in s.client.search_runs([exp])]
         study = optuna.create_study(study_name="s", storage=studies.open_storage(url))
         study.tell(study.ask(), 1.0)
         return [t.state.name for t in study.trials]
@@ -273,8 +276,8 @@ def test_a_full_tmpfs_while_a_new_mlflow_store_is_created(tmp_path, tmpfs):
     assert f"could not create the new MLflow store {disk / 'mlflow.db'}: the disk is full" in err, err
     assert "Nothing was written" in err and os.listdir(disk) == []
     resize(disk, "16m")  # space freed
-    s = runner.train(config.compose([store, "trainer.epochs=5", "tracking.plots=false", "tracking.log_model=false"]),
-                     progress=False)
+    s = runner.run(config.compose([store, "trainer.epochs=5", "tracking.plots=false", "tracking.log_model=false"]),
+                   progress=False)
     client = MlflowClient(f"sqlite:///{disk / 'mlflow.db'}")
     assert [r.info.status for r in client.search_runs([client.get_experiment_by_name("nnexp").experiment_id])] == [
         s.status] == ["FINISHED"]
@@ -283,15 +286,16 @@ def test_a_full_tmpfs_while_a_new_mlflow_store_is_created(tmp_path, tmpfs):
 CREATE = """
 import os, sys, time
 kind, url, sync = sys.argv[1], sys.argv[2], sys.argv[3]
-from nnexp.tracking import Tracker
+from nnexp.recording.store import Store
 from nnexp.sweeps.storage import open_storage
 import optuna
 open(os.path.join(sync, f"ready-{os.getpid()}"), "w").close()
 while not os.path.exists(os.path.join(sync, "go")):
     time.sleep(0.001)
 if kind == "mlflow":
-    t = Tracker(url, "x")
-    t.end(t.start("r"))
+    s = Store(url)
+    exp = s.experiment("x")
+    s.end(s.create(exp, f"k{os.getpid()}", "r", {}, None, None), "FINISHED")
 else:
     study = optuna.create_study(study_name="s", storage=open_storage(url), load_if_exists=True)
     study.tell(study.ask(), 1.0)
@@ -353,8 +357,7 @@ def test_a_read_only_store_is_refused_before_anything_is_written(swept, tmp_path
         assert code == 2 and "Traceback" not in err, err
         assert re.search(rf"sweep.storage: the Optuna journal {view}/optuna.log cannot be written: its file .* (is on "
                          r"a read-only file system|is not writable for this user)\. Nothing was recorded", err), err
-        code, err = cli_exit(lambda a: cli.guarded(lambda: runner.train(config.compose(a), progress=False)),
-                             f"tracking.uri=sqlite:///{view / 'mlflow.db'}", "trainer.epochs=5")
+        code, err = cli_exit(cli.run_train, f"tracking.uri=sqlite:///{view / 'mlflow.db'}", "trainer.epochs=5")
         assert code == 2 and "Traceback" not in err and f"the MLflow store {view}/mlflow.db cannot be written" in err
     finally:
         undo()
@@ -364,7 +367,7 @@ def test_a_read_only_store_is_refused_before_anything_is_written(swept, tmp_path
 
 def fill_after(monkeypatch, calls, fault):
     """Bring on `fault()` when the sweep records its `calls`-th trial."""
-    real, seen = worker.Worker.finish, []
+    real, seen = trial_log.TrialLog.finish, []
 
     def finish(self, *args, **kwargs):
         seen.append(1)
@@ -372,7 +375,7 @@ def fill_after(monkeypatch, calls, fault):
             fault()
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(worker.Worker, "finish", finish)
+    monkeypatch.setattr(trial_log.TrialLog, "finish", finish)
 
 
 def test_a_full_disk_during_a_sweep_stops_it_cleanly_and_it_resumes_simulated(swept, tmp_path, monkeypatch,
@@ -382,7 +385,7 @@ def test_a_full_disk_during_a_sweep_stops_it_cleanly_and_it_resumes_simulated(sw
     space is back) finishes exactly n_trials, re-running what the fault left RUNNING."""
     copy_of(swept, tmp_path)
     fake = FailingOs()
-    monkeypatch.setattr(studies, "os", fake)
+    monkeypatch.setattr(journal, "os", fake)
 
     def disk_full(full=True):
         fake.full = full
@@ -415,13 +418,13 @@ def test_a_full_tmpfs_during_a_sweep_stops_it_cleanly_and_it_resumes(swept, tmpf
     disk = copy_of(swept, mount("disk", "16m"))
     filler = []
     fill_after(monkeypatch, 2, lambda: filler.append(fill(disk)))
+    monkeypatch.setenv("NNEXP_DRAIN_GRACE", "2")  # the recorder holds the records it cannot write, briefly
     code, err = cli_exit(cli.run_sweep, *sweep_args(disk, 12))
     assert code == 2 and "Traceback" not in err, err
-    assert re.search(rf"the store \S*{re.escape(str(disk))}/\S+ cannot be written: the disk is full\. .*The sweep's "
-                     r"parent run was ended FAILED\. To go on, free some space", err), err
+    assert re.search(rf"the store \S*{re.escape(str(disk))}/\S+ cannot be written: the disk is full\. .*Trials in "
+                     r"progress went back to WAITING", err), err
     before = finished(disk)
     assert len(before) == 9
-    assert_nothing_running(disk)
     assert not [t for t in load(disk).trials if t.state.name == "RUNNING"]
     filler[0].unlink()
     monkeypatch.undo()
@@ -429,23 +432,30 @@ def test_a_full_tmpfs_during_a_sweep_stops_it_cleanly_and_it_resumes(swept, tmpf
     assert_whole(disk, 12, before)
 
 
-def test_a_full_tmpfs_during_a_run_ends_it_failed(tmp_path, tmpfs, monkeypatch, cli_exit):
+def test_a_disk_that_fills_while_a_run_trains_keeps_its_records_for_the_next_command(tmp_path, tmpfs, monkeypatch):
+    """The store's disk fills up while a run trains (the run was created already): the recorder holds its
+    records (training goes on), the command ends with one paragraph saying where they wait, and once
+    space is freed the next command records them: the run ends FINISHED, nothing is lost."""
     mount, _ = tmpfs
     disk = mount("disk", "16m")
-    real = tracking.Tracker.log_text
-    filler = []
-
-    def log_text(self, *args, **kwargs):  # the first write after training: the config
-        filler.append(fill(disk))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(tracking.Tracker, "log_text", log_text)
-    code, err = cli_exit(lambda a: cli.guarded(lambda: runner.train(config.compose(a), progress=False)),
-                         f"tracking.uri=sqlite:///{disk / 'mlflow.db'}", "trainer.epochs=5")
-    assert code == 2 and "Traceback" not in err, err
-    assert re.search(rf"tracking.uri: the store sqlite:///{re.escape(str(disk))}/mlflow.db cannot be written: the disk "
-                     r"is full\. Run \w+ was ended FAILED\. To go on, free some space", err), err
-    filler[0].unlink()
+    store = f"tracking.uri=sqlite:///{disk / 'mlflow.db'}"
+    assert run_script("train.py", store, "trainer.epochs=3", "tracking.log_model=false").returncode == 0
+    proc = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "train.py"), store, "trainer.epochs=400",
+                             "trainer.batch_size=4", "tracking.log_model=false"], cwd=ROOT, text=True,
+                            env={**os.environ, "CI": "1", "NNEXP_DRAIN_GRACE": "2"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     client = MlflowClient(f"sqlite:///{disk / 'mlflow.db'}")
-    assert [r.info.status for r in client.search_runs([client.get_experiment_by_name("nnexp").experiment_id])] == [
-        "FAILED"]
+    exp = client.get_experiment_by_name("nnexp").experiment_id
+    end = time.monotonic() + 120
+    while time.monotonic() < end and len(client.search_runs([exp])) < 2:  # the second run exists: now fill
+        time.sleep(0.2)
+    filler = fill(disk)
+    out, err = proc.communicate(timeout=300)
+    err = " ".join(err.split())
+    assert proc.returncode in (1, 2) and "Traceback" not in err, err
+    assert "wait in" in err and "next nnexp command records them" in err, err
+    filler.unlink()
+    assert run_script("train.py", store, "trainer.epochs=3", "tracking.log_model=false").returncode == 0
+    runs = client.search_runs([exp])
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
+    assert max(len(client.get_metric_history(r.info.run_id, "val_r2")) for r in runs) == 400

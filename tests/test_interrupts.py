@@ -68,7 +68,7 @@ def test_an_interrupt_while_a_new_mlflow_store_is_made_leaves_it_whole(handlers,
     cut halfway, the store failed every later run ("duplicate column name: step")."""
     from alembic.ddl.impl import DefaultImpl
 
-    from nnexp.tracking import Tracker
+    from nnexp.recording.store import Store
 
     real, calls = DefaultImpl._exec, []
 
@@ -82,10 +82,11 @@ def test_an_interrupt_while_a_new_mlflow_store_is_made_leaves_it_whole(handlers,
     monkeypatch.setattr(DefaultImpl, "_exec", execute)
     url = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.raises(KeyboardInterrupt):
-        Tracker(url, "x")
+        Store(url)
     handled()
     monkeypatch.undo()
-    tracker = Tracker(url, "x")
-    tracker.end(tracker.start("after"))
-    assert [r.info.status for r in tracker.client.search_runs([tracker.experiment_id])] == ["FINISHED"]
+    store = Store(url)
+    exp = store.experiment("x")
+    store.end(store.create(exp, "k", "after", {}, None, None), "FINISHED")
+    assert [r.info.status for r in store.client.search_runs([exp])] == ["FINISHED"]
     assert len(calls) > 40  # the interrupt waited for the migrations' end

@@ -11,15 +11,15 @@ import sys
 import time
 
 import numpy as np
-import optuna
 import pytest
 from conftest import ROOT, run_script
+from helpers import assert_complete_and_unique, assert_nothing_running, run_sweep, wait_for
+from helpers import load_study as load
+from helpers import sweep_args as args_for
 from mlflow import MlflowClient
-from test_sweep import args_for, assert_complete_and_unique, load, wait_for
 
 from nnexp import cli, config, runner
 from nnexp.interrupts import handled
-from nnexp.sweeps.storage import open_storage
 
 CSV_CASES = {
     "empty": ("", "the file is empty"),
@@ -31,26 +31,13 @@ CSV_CASES = {
 }
 
 
-def assert_nothing_running(tmp_path):
-    db = tmp_path / "mlflow.db"
-    if db.exists():
-        client = MlflowClient(f"sqlite:///{db}")
-        for exp in client.search_experiments():
-            assert not [r for r in client.search_runs([exp.experiment_id]) if r.info.status == "RUNNING"]
-    journal = tmp_path / "optuna.log"
-    if journal.exists():
-        storage = open_storage(f"journal:{journal}")
-        for s in optuna.get_all_study_summaries(storage):
-            trials = optuna.load_study(study_name=s.study_name, storage=storage).trials
-            assert not [t for t in trials if t.state.name == "RUNNING"]
-
 
 @pytest.mark.parametrize("case", sorted(CSV_CASES))
 def test_bad_csv_files_through_the_train_command(tmp_path, case):
     text, message = CSV_CASES[case]
     (tmp_path / "data.csv").write_text(text)
     out = run_script("train.py", "data=csv", f"data.path={tmp_path / 'data.csv'}", "data.target=y",
-                     "model.sizes=[2,4,1]", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}")
+                     f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert re.search(message, out.stderr), out.stderr
     assert_nothing_running(tmp_path)
@@ -79,7 +66,7 @@ def in_process_cli():
      ("sweep", ["optimizer.lr=-1"], r"optimizer.lr = -1 is not valid: expected a learning rate > 0"),
      ("sweep", ["sweep.space.lr.low=="], r"could not parse the override"),
      ("sweep", ["sweep.storage=nowhere"], r"sweep.storage = 'nowhere' is not valid"),
-     ("sweep", ["sweep.space.model.choices=[mlp_4_6_4_1,mlp_4_6_4_1]"], r"distinct scalar choices"),
+     ("sweep", ["sweep.space.model.choices=[mlp_6_4,mlp_6_4]"], r"distinct scalar choices"),
      ("sweep", ["data=csv", "data.path=/no/such.csv", "data.target=y"], r"data.path = '/no/such.csv'.*no such file"),
      ("ablation", ["ablation=nosuch"], r"ablation = 'nosuch' is not valid: expected one of quick, seed_claims"),
      ("ablation", ["ablation.seeds=[1]"], r"at least 2"),
@@ -109,10 +96,10 @@ def test_numerical_faults_a_constant_target_and_a_constant_feature(tmp_path):
     x = rng.normal(size=(60, 2))
     rows = "\n".join(f"{a},{b},5.0,7.0" for a, b in x)
     (tmp_path / "flat.csv").write_text("a,b,const,y\n" + rows + "\n")
-    cfg = config.compose(["data=csv", f"data.path={tmp_path / 'flat.csv'}", "data.target=y", "model.sizes=[3,4,1]",
+    cfg = config.compose(["data=csv", f"data.path={tmp_path / 'flat.csv'}", "data.target=y",
                           "trainer.epochs=5", "trainer.batch_size=1", "tracking.plots=false",
                           "tracking.log_model=false", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"])
-    s = runner.train(cfg, progress=False)
+    s = runner.run(cfg, progress=False)
     assert s.status == "FINISHED"
     assert "test_r2" not in s.metrics and np.isfinite(s.metrics["test_mse"])  # undefined, not NaN
     assert "test undefined" in runner.summary_text(s).replace("   ", " ")
@@ -228,12 +215,10 @@ def test_the_same_run_on_one_and_two_blas_threads_gives_the_same_metrics(tmp_pat
 
 
 def test_a_sweep_trial_in_a_worker_equals_the_same_run_alone(tmp_path):
-    from test_sweep import run_sweep
-
     run_sweep(args_for(tmp_path, "sweep.confirm_seeds=[]", n=3, population=3, epochs=15))
     study = load(tmp_path)
     base = study.trials[0]
-    alone = runner.train(config.compose([f"tracking.uri=sqlite:///{tmp_path / 'alone.db'}", "trainer.epochs=15",
+    alone = runner.run(config.compose([f"tracking.uri=sqlite:///{tmp_path / 'alone.db'}", "trainer.epochs=15",
                                          "tracking.plots=false", "tracking.log_model=false"]), progress=False)
     assert base.user_attrs["nnexp"]["metrics"]["test_r2"] == alone.metrics["test_r2"]
     assert base.value == alone.metrics["val_r2"]

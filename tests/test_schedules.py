@@ -30,10 +30,18 @@ def test_per_replica_parameters():
     assert np.allclose(s(10), [0.1 * 0.5, 0.2 * 0.9**2])
 
 
-def test_schedules_are_pure():
-    s = schedules.step_decay(0.1, 0.5, 3)
-    first = [float(s(e)[0]) for e in range(10)]
-    assert [float(s(e)[0]) for e in range(10)] == first
+@pytest.mark.parametrize("name,kwargs", [("constant", {}), ("step_decay", {"decay_rate": 0.5, "decay_steps": 3}),
+                                         ("exponential", {"decay_rate": 0.5, "decay_steps": 3}),
+                                         ("cosine", {"epochs": 10})])
+def test_a_caller_changing_a_returned_rate_changes_no_later_one(name, kwargs):
+    """Schedules are pure functions of the epoch: the optimizer scales the array it is given, and a
+    schedule that handed out its own array (constant's lr) would be changed for every later epoch."""
+    s = schedules.get(name, lr=np.array([0.1, 0.2]), **kwargs)
+    want = [s(e).copy() for e in range(10)]
+    for e in range(10):
+        got = s(e)
+        np.testing.assert_array_equal(got, want[e])
+        got *= 0.0  # what an in-place caller would do
 
 
 def test_unknown_schedule():

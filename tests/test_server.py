@@ -2,55 +2,18 @@
 and `make ui` serving a local store's experiments, metric histories and plots to a browser."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_script
+from conftest import run_script
+from helpers import Served, free_port
+from helpers import load_study as load
+from helpers import sweep_args as args_for
 from mlflow import MlflowClient
-from test_sweep import args_for, load
 
 from nnexp import config, runner
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Served:
-    """`make <target> ...` in its own process group, stopped with SIGTERM to the group."""
-
-    def __init__(self, *make_args):
-        self.proc = subprocess.Popen(["make", "--no-print-directory", *make_args], cwd=ROOT, start_new_session=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def wait_ready(self, url, timeout=120):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise AssertionError(f"server did not start: {self.proc.stdout.read()[-3000:]}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def get(url, host=None):
@@ -90,7 +53,7 @@ def test_two_workers_log_every_trial_to_a_tracking_server(tmp_path):
 @pytest.mark.slow
 def test_make_ui_serves_runs_curves_and_plots(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    s = runner.train(config.compose([f"tracking.uri={store}", "trainer.epochs=12", "tracking.log_model=false"]),
+    s = runner.run(config.compose([f"tracking.uri={store}", "trainer.epochs=12", "tracking.log_model=false"]),
                      progress=False)
     port = free_port()
     # started from another directory than the store's: artifact paths must not depend on it

@@ -1,67 +1,38 @@
 """`make sweep`: trials in Optuna and MLflow, the baseline, pruning, failures, resume, workers, bad configs."""
 
-import collections
 import math
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import optuna
 import pytest
 from conftest import ROOT, run_script
-from mlflow import MlflowClient
+from helpers import (
+    FINAL,
+    assert_complete_and_unique,
+    finished_trials,
+    mlflow_runs,
+    run_sweep,
+    wait_for,
+)
+from helpers import load_study as load
+from helpers import sweep_args as args_for
 
-from nnexp.cli import with_default_group
-from nnexp.config import compose
 from nnexp.errors import ConfigError
-from nnexp.sweeps import run as sweep_run
 from nnexp.sweeps.storage import open_storage
-
-FINAL = ("COMPLETE", "PRUNED", "FAIL")
-
-
-def args_for(tmp_path, *extra, name="t", n=8, population=4, epochs=20):
-    return [f"sweep.study_name={name}", f"sweep.storage=journal:{tmp_path / 'optuna.log'}",
-            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"sweep.n_trials={n}",
-            f"sweep.population={population}", f"trainer.epochs={epochs}", "sweep.confirm_seeds=[1,2,3]",
-            "sweep.sampler.n_startup_trials=4", "sweep.eval_every=2", *extra]
-
-
-def run_sweep(args):
-    args = with_default_group(args, "sweep", "default")
-    return sweep_run.run(compose(args), args)
-
-
-def load(tmp_path, name="t"):
-    return optuna.load_study(study_name=name, storage=open_storage(f"journal:{tmp_path / 'optuna.log'}"))
 
 
 def runs(tmp_path):
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("nnexp-sweep")
-    return client, (client.search_runs([exp.experiment_id], max_results=5000) if exp else [])
+    client, found = mlflow_runs(tmp_path)
+    return client, found
 
 
 def trial_runs(tmp_path):
-    client, rs = runs(tmp_path)
-    return client, [r for r in rs if r.data.tags.get("nnexp.kind") == "trial"]
-
-
-def assert_complete_and_unique(tmp_path, n, name="t"):
-    """Exactly n trials in final states, one child run per trial, nothing RUNNING anywhere."""
-    study = load(tmp_path, name)
-    states = collections.Counter(t.state.name for t in study.trials if t.number < n)
-    assert sum(states[s] for s in FINAL) == n and not states["RUNNING"], states
-    assert not [t for t in study.trials if t.state.name == "RUNNING"]
-    client, trials = trial_runs(tmp_path)
-    numbers = sorted(int(r.data.tags["nnexp.trial_number"]) for r in trials)
-    assert numbers == list(range(n)), numbers
-    _, everything = runs(tmp_path)
-    assert not [r for r in everything if r.info.status == "RUNNING"]
-    return study, trials
+    client, found = mlflow_runs(tmp_path)
+    return client, [r for r in found if r.data.tags.get("nnexp.kind") == "trial"]
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +76,11 @@ def test_the_best_value_is_the_best_child_runs_metric_and_the_baseline_is_trial_
     assert study.best_value == max(r.data.metrics["val_r2"] for r in complete)
     base = study.trials[0]
     assert base.user_attrs["nnexp.baseline"] and base.params == {
-        "lr": 0.1, "momentum": 0.9, "decay_rate": 0.5, "decay_steps": 100, "batch_size": 32, "model": "mlp_4_6_4_1"}
+        "lr": 0.1, "momentum": 0.9, "decay_rate": 0.5, "decay_steps": 100, "batch_size": 32, "model": "mlp_6_4"}
     c = summary.confirmation
-    assert len(c["best_values"]) == 3 and c["diff"].lo <= c["diff"].mean <= c["diff"].hi
-    assert c["verdict"] in ("real", "within noise", "reversed")
+    assert len(c.best.values) == 3 and c.pair.diff.lo <= c.pair.diff.mean <= c.pair.diff.hi
+    assert c.verdict in ("real", "within noise", "reversed") and c.pair.wilcoxon_min_p == 0.25
+    assert "the smallest Wilcoxon p is 0.25: it cannot reach 0.05" in summary.text
     assert "best trial" in summary.text and "Confirmation on seeds [1, 2, 3]" in summary.text
 
 
@@ -173,7 +145,7 @@ def test_a_changed_search_space_refuses_to_resume(tmp_path):
     [("sweep.space.lr.low=2.0", r"sweep.space.lr.high = 1.0 is not valid: expected a range with low < high"),
      ("sweep.space.batch_size.choices=[]", r"sweep.space.batch_size.choices = \[\] is not valid"),
      ("sweep.space.lr.path=optimizer.lrr", r"sweep.space.lr.path = 'optimizer.lrr' is not valid: no such setting"),
-     ("sweep.space.model.choices=[mlp_4_6_4_1,mlp_9]", r"sweep.space.model.choices = 'mlp_9' .*options: mlp_2_2_1"),
+     ("sweep.space.model.choices=[mlp_6_4,mlp_9]", r"sweep.space.model.choices = 'mlp_9' .*options: mlp_12_8"),
      ("sweep.space.momentum.high=1.5", r"sweep.space.momentum = 1.5 .*optimizer.momentum"),
      ("sweep.space.lr.low=0.5", r"the baseline's optimizer.lr = 0.1 must lie in the space"),
      ("sweep.metric=test_r2", r"sweep.metric = 'test_r2' is not valid: the test split is for reporting only"),
@@ -197,20 +169,6 @@ def test_the_cli_reports_a_bad_sweep_in_one_paragraph(tmp_path):
     assert "sweep.space.lr.low = -1" in out.stderr and "log-scale range needs low > 0" in out.stderr
 
 
-def wait_for(predicate, timeout=120.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def completed(tmp_path, name="t"):
-    try:
-        return sum(t.state.name in FINAL for t in load(tmp_path, name).trials)
-    except KeyError:
-        return 0
 
 
 @pytest.mark.slow
@@ -219,14 +177,14 @@ def test_an_interrupted_population_sweep_resumes_to_exactly_n_trials(tmp_path, s
     args = args_for(tmp_path, "sweep.confirm_seeds=[]", n=24, population=4, epochs=150)
     proc = subprocess.Popen([sys.executable, str(ROOT / "experiments" / "sweep.py"), *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert wait_for(lambda: completed(tmp_path) >= 5), proc.communicate()
+    assert wait_for(lambda: finished_trials(tmp_path) >= 5), proc.communicate()
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "run the same command again" in err
     study = load(tmp_path)
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
-    assert 5 <= completed(tmp_path) < 24
+    assert 5 <= finished_trials(tmp_path) < 24
     _, everything = runs(tmp_path)
     assert not [r for r in everything if r.info.status == "RUNNING"]
     assert next(r for r in everything if r.data.tags.get("nnexp.kind") == "sweep").info.status == "KILLED"
@@ -274,5 +232,40 @@ def test_the_default_sweep_beats_the_baseline_and_confirms_it(tmp_path):
     assert summary.counts["COMPLETE"] + summary.counts["PRUNED"] + summary.counts["FAIL"] == 384
     assert summary.best.value > summary.baseline.value and summary.baseline.number == 0
     c = summary.confirmation
-    assert len(c["best_values"]) == 5 and c["diff"].mean > 0, c
+    assert len(c.best.values) == 5 and c.pair.diff.mean > 0, c
     assert study.best_value == summary.best.value
+
+
+def seven_feature_csv(tmp_path):
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(90, 7))
+    rows = "\n".join(",".join(f"{v:.4f}" for v in (*r, np.sin(r[0]) + r[1] * r[2])) for r in x)
+    path = tmp_path / "seven.csv"
+    path.write_text("a,b,c,d,e,f,g,target\n" + rows + "\n")
+    return path
+
+
+def test_a_sweep_of_architectures_on_a_csv_trains_each_sampled_architecture(tmp_path):
+    csv = seven_feature_csv(tmp_path)
+    run_sweep(args_for(tmp_path, "data=csv", f"data.path={csv}", "data.target=target", "sweep.confirm_seeds=[]",
+                       "sweep.sampler.name=random", n=8, population=4, epochs=4))
+    study, trials = assert_complete_and_unique(tmp_path, 8)
+    from nnexp.config import compose as compose_cfg
+
+    by_number = {t.number: t for t in study.trials}
+    models = set()
+    for r in trials:
+        model = by_number[int(r.data.tags["nnexp.trial_number"])].params["model"]
+        hidden = list(compose_cfg([f"model={model}"]).model.hidden)
+        sizes = [7, *hidden, 1]
+        assert r.data.params["model.sizes"] == str(sizes), (model, r.data.params["model.sizes"])
+        assert r.data.metrics["n_params"] == sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        models.add(model)
+    assert len(models) >= 2, "the random sampler picked several architectures"
+
+
+def test_an_override_that_makes_sampled_choices_equal_is_refused_naming_both(tmp_path):
+    with pytest.raises(ConfigError, match=r"sweep.space.model = \['mlp_6_4', 'mlp_8_6_4'\].*model.hidden=\[10,6\]"):
+        run_sweep(args_for(tmp_path, "model.hidden=[10,6]"))
+    assert runs(tmp_path)[1] == []

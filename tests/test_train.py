@@ -3,8 +3,9 @@ early stopping, divergence and callbacks."""
 
 import numpy as np
 import pytest
+from helpers import Prune, assert_same_run
 
-from nnexp.engine import data, model, optim, schedules
+from nnexp.engine import datasets, model, optim, schedules
 from nnexp.engine import loop as train
 from nnexp.errors import ConfigError
 
@@ -20,12 +21,12 @@ def fit(spec, d, seeds, *, lr=0.1, momentum=0.9, epochs=300, batch=32, schedule=
 
 @pytest.fixture(scope="module")
 def seed_data():
-    return data.seed_regression()
+    return datasets.seed_regression()
 
 
 @pytest.mark.parametrize("data_seed", [0, 1])
 def test_seed_baseline_reaches_the_guides_targets(data_seed):
-    d = data.seed_regression(seed=data_seed)
+    d = datasets.seed_regression(seed=data_seed)
     for r in fit(BASELINE, d, seeds=[0, 1, 2, 3, 4]):
         f = r.final
         assert r.status == "completed"
@@ -33,10 +34,10 @@ def test_seed_baseline_reaches_the_guides_targets(data_seed):
         assert abs(f["test_mse"] - f["train_mse"]) < 0.01, f
 
 
-@pytest.mark.parametrize("pattern", sorted(data.PATTERNS))
+@pytest.mark.parametrize("pattern", sorted(datasets.PATTERNS))
 def test_2_2_1_sigmoid_learns_the_truth_tables(pattern):
     spec = model.MLPSpec(sizes=(2, 2, 1), hidden_activation="sigmoid", output_activation="sigmoid")
-    d = data.simple_patterns(pattern)
+    d = datasets.simple_patterns(pattern)
     seeds = list(range(10))
     res = fit(spec, d, seeds, epochs=1000, batch=4, schedule=schedules.constant(0.5))
     learned = []
@@ -48,14 +49,6 @@ def test_2_2_1_sigmoid_learns_the_truth_tables(pattern):
     assert learned[1] and sum(learned) >= 4, learned
     if pattern in ("and", "or", "nand"):
         assert all(learned)
-
-
-def assert_same_run(a, b):
-    assert a.status == b.status and a.epochs == b.epochs and a.best_epoch == b.best_epoch
-    for k in b.curves:
-        np.testing.assert_array_equal(a.curves[k], b.curves[k], err_msg=k)
-    for k in b.state:
-        np.testing.assert_array_equal(a.state[k], b.state[k], err_msg=k)
 
 
 @pytest.mark.parametrize(
@@ -121,17 +114,8 @@ def test_a_diverging_replica_stops_with_a_reason_and_the_others_go_on(seed_data)
     assert_same_run(res[2], fit(spec, seed_data, 2, epochs=30, schedule=schedules.constant(0.05))[0])
 
 
-class PruneAt(train.Callback):
-    def __init__(self, epoch, replica):
-        self.epoch, self.replica, self.seen = epoch, replica, []
-
-    def on_epoch_end(self, epoch, replicas, metrics):
-        self.seen.append(list(replicas))
-        return [self.replica] if epoch == self.epoch else None
-
-
 def test_a_pruned_replica_leaves_the_pass_and_others_are_unchanged(seed_data):
-    cb = PruneAt(epoch=4, replica=0)
+    cb = Prune(replica=0, epoch=4)
     res = fit(BASELINE, seed_data, [7, 8], epochs=12, callbacks=[cb])
     assert res[0].status == "pruned" and res[0].epochs == 5 and len(res[0].curves["val_r2"]) == 5
     assert cb.seen[4] == [0, 1] and cb.seen[5] == [1]
@@ -154,7 +138,7 @@ def test_callbacks_see_every_epoch_and_every_end():
         def on_train_end(self, result):
             events.append(("end", len(result)))
 
-    fit(BASELINE, data.seed_regression(n_train=100, n_test=50), [0, 1], epochs=3, callbacks=[Spy()])
+    fit(BASELINE, datasets.seed_regression(n_train=100, n_test=50), [0, 1], epochs=3, callbacks=[Spy()])
     assert events[0] == ("begin", 2) and events[-1] == ("end", 2)
     assert [e[1] for e in events if e[0] == "epoch"] == [0, 1, 2]
     assert "val_r2" in events[1][2] and "lr" in events[1][2]
@@ -162,7 +146,7 @@ def test_callbacks_see_every_epoch_and_every_end():
 
 
 def test_batch_sizes_from_one_to_full(seed_data):
-    small = data.seed_regression(n_train=40, n_test=20)
+    small = datasets.seed_regression(n_train=40, n_test=20)
     for batch in (1, 7, 32, 10_000):
         r = fit(BASELINE, small, 0, epochs=3, batch=batch)[0]
         assert r.status == "completed" and np.isfinite(r.final["train_mse"])
@@ -196,12 +180,25 @@ def test_divergence_between_evaluations_is_caught_at_once(seed_data):
 
 
 def test_the_per_epoch_metrics_follow_their_definitions(seed_data):
-    from nnexp import metrics
-
     r = fit(BASELINE, seed_data, [0], epochs=5)[0]
     m = model.Model.from_state(BASELINE, r.state, seed_data.scaler)
     for split in ("train", "val", "test"):
-        x, y = getattr(seed_data, f"x_{split}"), getattr(seed_data, f"y_{split}")
-        pred = m.network.forward(np.ascontiguousarray(x.T))[0][:, None]
-        assert r.final[f"{split}_mse"] == pytest.approx(metrics.mse(pred, y)[0], rel=1e-12)
-        assert r.final[f"{split}_r2"] == pytest.approx(metrics.r2(pred, y)[0], rel=1e-12)
+        x, y = getattr(seed_data, f"x_{split}")[:, :], getattr(seed_data, f"y_{split}")[:, 0]
+        pred = m.network.forward(np.ascontiguousarray(x.T))[0]
+        mse = float(np.mean((pred - y) ** 2))
+        r2 = 1.0 - float(np.sum((pred - y) ** 2)) / float(np.sum((y - y.mean()) ** 2))
+        assert r.final[f"{split}_mse"] == pytest.approx(mse, rel=1e-12)
+        assert r.final[f"{split}_r2"] == pytest.approx(r2, rel=1e-12)
+
+
+@pytest.mark.parametrize(("values", "shift"), [([0.3] * 10, 0.0), ([0.1 + 0.2] * 7 + [0.3] * 3, 0.0),
+                                             ([1e6 + 1e-9 * i for i in range(10)], 1e6)])
+def test_r2_of_a_target_constant_up_to_rounding_is_undefined_not_garbage(values, shift):
+    from nnexp.engine.data import Dataset, Scaler
+
+    x = np.linspace(-1, 1, 10).reshape(-1, 1)
+    y = np.asarray(values, dtype=float).reshape(-1, 1) - shift  # 0.3s: SS_tot is rounding noise, not 0
+    d = Dataset("flat", x, y, x, y, x, y, Scaler(np.zeros(1), np.ones(1), shift, 1.0), ["x"], "y")
+    r = train.fit(model.MLPSpec(sizes=(1, 3, 1)).build(0), optim.make("sgd"), schedules.constant(0.01), d,
+                  epochs=2, batch_size=5, shuffle_seeds=0)[0]
+    assert np.isfinite(r.final["test_mse"]) and np.isnan(r.final["test_r2"]) and np.isnan(r.final["train_r2"])

@@ -1,6 +1,6 @@
-"""Where an ablation study's results go: an MLflow parent run with a child run per variant, and a
-report in the checkout (`experiments/<study>/REPORT.md`, its plots, configs and exact numbers beside
-it) that can be read without running anything and re-checked with `make ablation-check`."""
+"""An ablation study's report, rendered: `REPORT.md` (headed by the command and the provenance), its
+tables as CSV and Markdown, every number per seed (`results.json`), every composed config, and the
+plots. Rendering only: training is in `study`, judging in `analysis`, recording in `run`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,27 +17,18 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from nnexp import plots, stats
-from nnexp.ablations.study import (
-    BASELINE,
-    METRICS,
-    Outcome,
-    Row,
-    Study,
-    analyse,
-    compare,
-    parse,
-    prepare,
-    results_json,
-    run,
-)
-from nnexp.config import ConfigCache, compose, flat_params, mapping, without_group
-from nnexp.errors import ConfigError
-from nnexp.paths import project_root
+from nnexp.ablations.analysis import DIVERGED, Row, results_json
+from nnexp.ablations.study import BASELINE, Outcome, Study
+from nnexp.config import mapping
 
 LABELS = {"test_r2": "test R²", "val_r2": "val R²", "train_mse": "train MSE", "test_mse": "test MSE",
           "gap_mse": "gap (test − train MSE)", "epochs_to_target": "epochs to target"}
 PACKAGE_NAMES = {"hydra_version": "hydra-core"}
-CLAIM_WORDS = {stats.REAL: "confirmed", stats.NOISE: "not confirmed (within noise)", stats.REVERSED: "reversed"}
+CLAIM_WORDS = {stats.REAL: "confirmed", stats.NOISE: "not confirmed (within noise)", stats.REVERSED: "reversed",
+               DIVERGED: "not testable: the variant diverged on every seed"}
+EFFECT_HEADER = ["variant", "metric", "baseline", "variant value", "difference [95% CI]", "bootstrap 95% CI",
+                 "paired t p", "Wilcoxon p", "Holm p", "detectable", "verdict"]
+SUMMARY_METRICS = ("test_r2", "val_r2", "train_mse", "gap_mse", "epochs_to_target")
 
 
 def fmt(x: float, metric: str) -> str:
@@ -49,9 +41,11 @@ def ci(i: stats.Interval, metric: str) -> str:
     return f"{fmt(i.mean, metric)} ± {fmt((i.hi - i.lo) / 2, metric)}" if i.n > 1 else fmt(i.mean, metric)
 
 
-def report_dir(study: Study) -> Path:
-    d = Path(study.report_dir) if study.report_dir else Path("experiments") / study.name
-    return d if d.is_absolute() else project_root() / d
+def command(study_name: str, args: Sequence[str], record: bool = False) -> str:
+    """The command that re-runs the study, quoted so that a shell and make give back `args` exactly."""
+    extra = [a for a in args if a != f"ablation={study_name}"]
+    target = f"make ablation-record STUDY={study_name}" if record else f"make ablation STUDY={study_name}"
+    return target + (f" ARGS={shlex.quote(' '.join(shlex.quote(a) for a in extra))}" if extra else "")
 
 
 def effects_table(rows: list[Row]) -> list[list[str]]:
@@ -59,17 +53,19 @@ def effects_table(rows: list[Row]) -> list[list[str]]:
     out = []
     for r in rows[1:]:
         assert r.diff is not None
-        d = r.diff.diff
-        m = r.metric
+        d, m = r.diff, r.metric
         out.append([r.variant, LABELS[m], ci(base.summary[m], m), ci(r.summary[m], m),
-                    f"{fmt(d.mean, r.metric)} [{fmt(d.lo, r.metric)}, {fmt(d.hi, r.metric)}]",
-                    f"{r.diff.t_p:.2g}", f"{r.diff.wilcoxon_p:.2g}", f"{r.p_holm:.2g}", r.verdict])
+                    f"{fmt(d.diff.mean, m)} [{fmt(d.diff.lo, m)}, {fmt(d.diff.hi, m)}]",
+                    f"[{fmt(d.boot_lo, m)}, {fmt(d.boot_hi, m)}]", f"{d.t_p:.2g}", wilcoxon(d), f"{r.p_holm:.2g}",
+                    fmt(r.detectable, m), r.verdict])
     return out
 
 
-EFFECT_HEADER = ["variant", "metric", "baseline", "variant value", "difference [95% CI]", "paired t p", "Wilcoxon p",
-                 "Holm p", "verdict"]
-SUMMARY_METRICS = ("test_r2", "val_r2", "train_mse", "gap_mse", "epochs_to_target")
+def wilcoxon(d: stats.Paired) -> str:
+    """The Wilcoxon p, marked when it cannot reach 0.05 at all (its smallest p with these seeds)."""
+    if math.isfinite(d.wilcoxon_min_p) and d.wilcoxon_min_p >= 0.05:
+        return f"{d.wilcoxon_p:.2g} (≥ {d.wilcoxon_min_p:.2g})"
+    return f"{d.wilcoxon_p:.2g}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -93,40 +89,47 @@ def claims_section(study: Study, rows: list[Row]) -> str:
         label = (f"epochs to reach training MSE ≤ {study.target_mse}" if r.metric == "epochs_to_target"
                  else LABELS[r.metric])
         lines.append(f"- **{v.claim}** — `{r.variant}` ({', '.join(v.overrides)}), {label}: "
-                     f"baseline {ci(b, r.metric)}, "
-                     f"variant {ci(x, r.metric)}{extra}; difference {fmt(r.diff.diff.mean, r.metric)} "
-                     f"[{fmt(r.diff.diff.lo, r.metric)}, {fmt(r.diff.diff.hi, r.metric)}], Holm p = {r.p_holm:.2g}. "
+                     f"baseline {ci(b, r.metric)}, variant {ci(x, r.metric)}{extra}; difference "
+                     f"{fmt(r.diff.diff.mean, r.metric)} [{fmt(r.diff.diff.lo, r.metric)}, "
+                     f"{fmt(r.diff.diff.hi, r.metric)}], Holm p = {r.p_holm:.2g}. "
                      f"The claim expects the variant to be {r.expect} → **{word}**.")
     return "\n".join(lines)
 
 
-def render(study: Study, rows: list[Row], prov: dict[str, str], command: str, digests: dict[str, str]) -> str:
+def head(study: Study, rows: list[Row], prov: dict[str, str], cmd: str, digests: dict[str, str]) -> list[str]:
     seeds = study.seeds
-    summary_rows = [[r.variant, ", ".join(v.overrides) or "(the baseline)",
-                     *[ci(r.summary[m], m) for m in SUMMARY_METRICS], f"{r.diverged}/{len(seeds)}"]
-                    for r, v in zip(rows, study.variants, strict=True)]
-    head = [
-        f"# Ablation study `{study.name}`", "",
-        study.description, "",
-        f"Re-run: `{command}` · check against this report: `make ablation-check STUDY={study.name}`", "",
+    floor = stats.wilcoxon_min_p([1.0] * len(seeds))
+    return [
+        f"# Ablation study `{study.name}`", "", study.description, "",
+        f"Re-run: `{cmd}` · check against this report: `make ablation-check STUDY={study.name}`", "",
         markdown_table(["", ""], [
-            ["command", f"`{command}`"],
             ["git commit", f"`{prov['mlflow.source.git.commit']}`" + (" (uncommitted changes: forced)"
                                                                      if prov["git_dirty"] == "true" else " (clean)")],
             ["recorded", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())],
             ["packages", ", ".join(f"{PACKAGE_NAMES.get(k, k.removesuffix('_version'))} {v}"
                                    for k, v in prov.items() if k.endswith("_version"))],
-            ["platform", prov["platform"]],
+            ["platform", f"{prov['platform']}, {prov.get('cpu', '?')}"],
             ["datasets", ", ".join(f"{k} `{v}`" for k, v in digests.items())],
             ["seeds", f"{seeds} (K = {len(seeds)}), the same for every variant"],
             ["statistics", f"mean ± half-width of the 95% t interval over seeds; each variant against the baseline "
-                           f"seed by seed (paired t test, Wilcoxon signed-rank beside it), p-values Holm-corrected "
-                           f"over the {len(rows) - 1} variants, α = {study.alpha}"],
+                           f"seed by seed: paired t test (p Holm-corrected over the {len(rows) - 1} variants, "
+                           f"α = {study.alpha}), a seeded bootstrap interval of the mean difference, and the Wilcoxon "
+                           f"signed-rank test (exact; with K = {len(seeds)} its smallest two-sided p is {floor:.3g}"
+                           + (": it cannot reject at α on its own" if floor >= study.alpha else "") + "); "
+                           "*detectable*: the smallest difference the paired t test finds with 80% power at α, "
+                           "given the observed spread"],
             ["epochs to target", f"1 + the first epoch whose training MSE ≤ {study.target_mse} (never: "
                                  f"epochs + 1, a censored value)"],
         ]), "",
         "Composed configs: [configs.yaml](configs.yaml) · every number per seed: [results.json](results.json)", "",
     ]
+
+
+def render(study: Study, rows: list[Row], prov: dict[str, str], cmd: str, digests: dict[str, str]) -> str:
+    seeds = study.seeds
+    summary_rows = [[r.variant, ", ".join(v.overrides) or "(the baseline)",
+                     *[ci(r.summary[m], m) for m in SUMMARY_METRICS], f"{r.diverged}/{len(seeds)}"]
+                    for r, v in zip(rows, study.variants, strict=True)]
     claims = claims_section(study, rows)
     body = ([f"## The seed's claims, checked\n\n{claims}\n"] if claims else []) + [
         "## Every variant (mean ± 95% CI half-width over seeds)\n",
@@ -134,116 +137,52 @@ def render(study: Study, rows: list[Row], prov: dict[str, str], command: str, di
         "## Each variant against the baseline, on its metric\n",
         "Verdict: for a variant whose claim predicts a direction, *real* (the predicted effect, significant "
         "after correction), *within noise*, or *reversed* (significant, the other way); without a prediction, "
-        "*better*, *worse* or *within noise*.\n",
+        f"*better*, *worse* or *within noise*; *{DIVERGED}* when there is nothing to compare.\n",
         markdown_table(EFFECT_HEADER, effects_table(rows)), "",
-        "![test R² against the baseline](effects.png)", "", "![validation MSE per variant](curves.png)", "",
+        "![each variant's test R² minus the baseline's, 95% CI](effects.png)", "",
+        "![validation MSE per variant over epochs](curves.png)", "",
     ]
-    return "\n".join(head + body)
+    return "\n".join(head(study, rows, prov, cmd, digests) + body)
 
 
-def write(study: Study, out: Outcome, rows: list[Row], directory: Path, prov: dict[str, str], command: str,
-          args: Sequence[str]) -> list[Path]:
-    """REPORT.md, results.json, configs.yaml, effects.csv/.md and the two plots, in `directory`."""
-    directory.mkdir(parents=True, exist_ok=True)
+def texts(study: Study, out: Outcome, rows: list[Row], prov: dict[str, str], cmd: str,
+          args: Sequence[str]) -> dict[str, str]:
+    """REPORT.md, results.json, configs.yaml, effects.csv and effects.md."""
     digests = {v.plan.data.name: v.plan.data.digest() for v in study.variants}  # type: ignore[union-attr]
     doc = results_json(study, out) | {"args": list(args), "provenance": prov, "dataset_digests": digests}
-    files = {"results.json": json.dumps(doc, indent=1, allow_nan=True) + "\n",
-             "configs.yaml": OmegaConf.to_yaml({v.name: {k: x for k, x in mapping(v.cfg).items() if k != "tracking"}
-                                                for v in study.variants}),
-             "REPORT.md": render(study, rows, prov, command, digests) + "\n",
-             "effects.md": markdown_table(EFFECT_HEADER, effects_table(rows)) + "\n"}
     buf = io.StringIO()
     csv.writer(buf).writerows([EFFECT_HEADER, *effects_table(rows)])
-    files["effects.csv"] = buf.getvalue()
-    paths = []
-    for name, text in files.items():
-        (directory / name).write_text(text)
-        paths.append(directory / name)
+    return {"REPORT.md": render(study, rows, prov, cmd, digests) + "\n",
+            "results.json": json.dumps(doc, indent=1, allow_nan=True) + "\n",
+            "configs.yaml": OmegaConf.to_yaml({v.name: {k: x for k, x in mapping(v.cfg).items() if k != "tracking"}
+                                               for v in study.variants}),
+            "effects.md": markdown_table(EFFECT_HEADER, effects_table(rows)) + "\n", "effects.csv": buf.getvalue()}
+
+
+def draw(study: Study, out: Outcome, directory: Path) -> list[Path]:
+    """effects.png (test R² against the baseline) and curves.png (validation MSE per variant)."""
     base = out.values[BASELINE]["test_r2"]
     test = [stats.paired(out.values[v.name]["test_r2"], base).diff for v in study.variants[1:]]
-    paths.append(plots.effects([v.name for v in study.variants[1:]], [d.mean for d in test], [d.lo for d in test],
-                               [d.hi for d in test], directory / "effects.png", "test R² − baseline (95% CI)"))
+    paths = [plots.effects(names=[v.name for v in study.variants[1:]], diffs=[d.mean for d in test],
+                           lo=[d.lo for d in test], hi=[d.hi for d in test], path=directory / "effects.png",
+                           xlabel="test R², variant − baseline (seed by seed; mean and 95% CI)",
+                           title=f"Ablation {study.name}: test R² of each variant against the baseline, "
+                                 f"{len(study.seeds)} seeds")]
     curves = {v.name: out.curves[v.name] for v in study.variants if out.curves[v.name]}
-    paths.append(plots.bands(curves, directory / "curves.png", "validation MSE"))
+    paths.append(plots.bands(groups=curves, path=directory / "curves.png", ylabel="val_mse",
+                             title=f"Ablation {study.name}: validation MSE per epoch of each variant"))
     return paths
 
 
-def record(study: Study, out: Outcome, rows: list[Row], files: list[Path], uri: str | None) -> str:
-    """The parent run (report, tables, plots) and one child run per variant (per-seed values with
-    step = seed index under `seed.<metric>`, the aggregates as final metrics)."""
-    from nnexp.tracking import Tracker, curve_metrics
-
-    tracker = Tracker(uri, study.experiment)
-    parent = tracker.start(f"ablation-{study.name}", {"nnexp.kind": "ablation", "ablation.study": study.name})
-    try:
-        tracker.log(parent, params={"ablation.name": study.name, "ablation.seeds": study.seeds,
-                                    "ablation.target_mse": study.target_mse, "ablation.variants": len(rows) - 1})
-        for r, v in zip(rows, study.variants, strict=True):
-            child = tracker.start(r.variant, {"nnexp.kind": "ablation_variant", "ablation.variant": r.variant,
-                                              "ablation.verdict": r.verdict, "ablation.claim": v.claim[:5000]},
-                                  parent=parent)
-            per_seed = {f"seed.{m}": out.values[r.variant][m] for m in METRICS}
-            final: dict[str, float] = {}
-            for m, i in r.summary.items():
-                final |= {m: i.mean, f"{m}_ci_low": i.lo, f"{m}_ci_high": i.hi}
-            final["diverged_seeds"] = r.diverged
-            if r.diff is not None:
-                final |= {f"diff_{r.metric}": r.diff.diff.mean, f"diff_{r.metric}_ci_low": r.diff.diff.lo,
-                          f"diff_{r.metric}_ci_high": r.diff.diff.hi, "p_t": r.diff.t_p,
-                          "p_wilcoxon": r.diff.wilcoxon_p, "p_holm": r.p_holm}
-            tracker.log(child, params={**flat_params(v.cfg), "variant.overrides": v.overrides},  # type: ignore[arg-type]
-                        metrics=curve_metrics(per_seed) + curve_metrics({k: [x] for k, x in final.items()}))
-            tracker.end(child)
-        for f in files:
-            tracker.log_artifact(parent, f, "plots" if f.suffix == ".png" else None)
-        tracker.end(parent)
-    except BaseException:
-        tracker.end(parent, "KILLED")
-        raise
-    return parent
-
-
-def main(cfg: Any, args: Sequence[str], check: bool = False) -> str:
-    """`make ablation` (train, record, report) or, with `check`, `make ablation-check` (re-run and diff
-    the numbers against the recorded report). Returns the text to print."""
-    from nnexp.tracking import provenance
-
-    study = parse(cfg)
-    prov = provenance()
-    directory = report_dir(study)
-    if check:
-        recorded_path = directory / "results.json"
-        if not recorded_path.is_file():
-            raise ConfigError("STUDY", study.name, f"no recorded report at {recorded_path} (record one with "
-                              f"`make ablation ARGS=\"ablation={study.name}\"`)")
-        recorded = json.loads(recorded_path.read_text())
-        study = parse(compose(recorded["args"]))
-    elif prov["git_dirty"] == "true" and not study.force:
-        raise ConfigError("ablation.force", False, "the working tree has uncommitted changes, so the commit in the "
-                          "report would not reproduce its numbers; commit first, or force with ablation.force=true")
-    base = without_group(recorded["args"] if check else args, "ablation")
-    cache = ConfigCache(base)
-    prepare(study, cache)
-    out = run(study)
-    rows = analyse(study, out)
-    if check:
-        diffs = compare(recorded, results_json(study, out))
-        n = sum(len(v) for var in recorded["variants"].values() for v in var["values"].values())
-        if diffs:
-            raise AblationMismatch(f"{len(diffs)} of {n} recorded numbers differ from the re-run:\n  "
-                                   + "\n  ".join(diffs[:30]))
-        return (f"ablation-check {study.name}: all {n} numbers of {recorded_path} reproduced exactly "
-                f"(recorded at commit {recorded['provenance']['mlflow.source.git.commit'][:12]}, now "
-                f"{prov['mlflow.source.git.commit'][:12]})")
-    command = "make ablation" + (f' ARGS="{" ".join(args)}"' if list(args) != ["ablation=seed_claims"] else "")
-    files = write(study, out, rows, directory, prov, command, args)
-    parent = record(study, out, rows, files, cfg.tracking.uri)
-    lines = [f"ablation {study.name}: {len(study.variants) - 1} variants × {len(study.seeds)} seeds",
-             markdown_table(EFFECT_HEADER, effects_table(rows)),
-             f"report: {directory / 'REPORT.md'}", f"MLflow: parent run {parent} in experiment {study.experiment} "
-             "(browse with `make ui`)"]
-    return "\n\n".join(lines)
-
-
-class AblationMismatch(RuntimeError):
-    """A re-run that does not reproduce the recorded numbers."""
+def variant_fields(study: Study, out: Outcome, r: Row) -> dict[str, Any]:
+    """A variant's child run: per-seed values (step = seed index) and the aggregates as final metrics."""
+    per_seed = [[f"seed.{m}", x, i] for m, xs in out.values[r.variant].items() for i, x in enumerate(xs)]
+    final: dict[str, float] = {}
+    for m, i in r.summary.items():
+        final |= {m: i.mean, f"{m}_ci_low": i.lo, f"{m}_ci_high": i.hi}
+    final["diverged_seeds"] = r.diverged
+    if r.diff is not None:
+        final |= {f"diff_{r.metric}": r.diff.diff.mean, f"diff_{r.metric}_ci_low": r.diff.diff.lo,
+                  f"diff_{r.metric}_ci_high": r.diff.diff.hi, "p_t": r.diff.t_p, "p_wilcoxon": r.diff.wilcoxon_p,
+                  "p_wilcoxon_min": r.diff.wilcoxon_min_p, "p_holm": r.p_holm, "detectable": r.detectable}
+    return {"metrics": per_seed + [[k, v, 0] for k, v in final.items()]}

@@ -1,4 +1,4 @@
-"""Activation functions by name. Each is a pair: f(z) -> a, and df/dz written in terms of the output a,
+"""Nonlinearity functions by name. Each is a pair: f(z) -> a, and df/dz written in terms of the output a,
 plus the same two written in place (`fn_(z)` overwrites z with f(z); `backward_(dout, a)` overwrites
 dout with dout * f'(z)), which a network uses on the arrays it owns: fewer passes over memory and no
 allocation, with bit-for-bit the same results.
@@ -18,7 +18,7 @@ from nnexp.errors import choice
 Array = np.ndarray
 
 
-class Activation(NamedTuple):
+class Nonlinearity(NamedTuple):
     name: str
     fn: Callable[[Array], Array]  # a = f(z)
     grad: Callable[[Array], Array]  # df/dz as a function of a = f(z)
@@ -55,31 +55,31 @@ def _sigmoid(z: Array) -> Array:
     return np.reciprocal(e, out=e)
 
 
-def relu() -> Activation:
-    return Activation("relu", lambda z: np.maximum(z, 0.0), lambda a: a > 0.0,
+def relu() -> Nonlinearity:
+    return Nonlinearity("relu", lambda z: np.maximum(z, 0.0), lambda a: a > 0.0,
                       lambda z: np.maximum(z, 0.0, out=z), lambda d, a: np.multiply(d, a > 0.0, out=d))
 
 
-def leaky_relu(alpha: float = 0.01) -> Activation:
+def leaky_relu(alpha: float = 0.01) -> Nonlinearity:
     """f(z) = z for z > 0, alpha * z otherwise (alpha > 0, so the sign of a is the sign of z)."""
     fn = lambda z: np.where(z > 0.0, z, alpha * z)  # noqa: E731
     grad = lambda a: np.where(a > 0.0, 1.0, alpha)  # noqa: E731
-    return Activation("leaky_relu", fn, grad, fn, lambda d, a: np.multiply(d, grad(a), out=d))
+    return Nonlinearity("leaky_relu", fn, grad, fn, lambda d, a: np.multiply(d, grad(a), out=d))
 
 
-def sigmoid() -> Activation:
-    return Activation("sigmoid", _sigmoid, lambda a: a * (1.0 - a), _sigmoid_, _sigmoid_backward_)
+def sigmoid() -> Nonlinearity:
+    return Nonlinearity("sigmoid", _sigmoid, lambda a: a * (1.0 - a), _sigmoid_, _sigmoid_backward_)
 
 
-def tanh() -> Activation:
-    return Activation("tanh", np.tanh, lambda a: 1.0 - a * a, lambda z: np.tanh(z, out=z), _tanh_backward_)
+def tanh() -> Nonlinearity:
+    return Nonlinearity("tanh", np.tanh, lambda a: 1.0 - a * a, lambda z: np.tanh(z, out=z), _tanh_backward_)
 
 
-def identity() -> Activation:
-    return Activation("identity", lambda z: z, lambda a: np.ones_like(a), lambda z: z, lambda d, a: d)
+def identity() -> Nonlinearity:
+    return Nonlinearity("identity", lambda z: z, lambda a: np.ones_like(a), lambda z: z, lambda d, a: d)
 
 
-ACTIVATIONS: dict[str, Callable[..., Activation]] = {
+ACTIVATIONS: dict[str, Callable[..., Nonlinearity]] = {
     "relu": relu,
     "leaky_relu": leaky_relu,
     "sigmoid": sigmoid,
@@ -88,7 +88,7 @@ ACTIVATIONS: dict[str, Callable[..., Activation]] = {
 }
 
 
-def get(name: str, *, alpha: float = 0.01, field: str = "activation") -> Activation:
+def get(name: str, *, alpha: float = 0.01, field: str = "activation") -> Nonlinearity:
     """Look an activation up by name; `alpha` is the leaky ReLU slope."""
     choice(field, name, ACTIVATIONS)
     return leaky_relu(alpha) if name == "leaky_relu" else ACTIVATIONS[name]()

@@ -18,7 +18,7 @@ from nnexp.engine import init as inits
 Array = np.ndarray
 
 
-def _t(a: Array) -> Array:
+def _transposed(a: Array) -> Array:
     """Transpose the last two axes (a view)."""
     return a.swapaxes(-1, -2)
 
@@ -83,12 +83,12 @@ class Dense(Layer):
 
     def forward(self, x: Array, train: bool = False) -> Array:
         self.x = x
-        z = np.matmul(_t(self.params["W"]), x)
+        z = np.matmul(_transposed(self.params["W"]), x)
         z += self.params["b"]
         return z
 
     def backward(self, dout: Array, need_dx: bool = True) -> Array | None:
-        np.matmul(self.x, _t(dout), out=self.grads["W"])
+        np.matmul(self.x, _transposed(dout), out=self.grads["W"])
         _batch_sum(dout, out=self.grads["b"])
         return np.matmul(self.params["W"], dout) if need_dx else None
 

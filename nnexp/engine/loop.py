@@ -3,29 +3,30 @@ early stopping, divergence detection and callbacks (where logging, progress and 
 
 A replica leaves the pass as soon as it is finished (diverged, stopped early or pruned by a
 callback): its rows are dropped from every array, so it costs nothing more, and the others go on
-unchanged.
+unchanged. The bookkeeping of a pass is in `nnexp.engine.ledger`.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from nnexp.engine import losses
 from nnexp.engine._alloc import keep_temporaries_on_heap
 from nnexp.engine.data import Dataset
-from nnexp.engine.network import SHUFFLE_STREAM, Network, stream
+from nnexp.engine.ledger import COMPLETED, DIVERGED, PRUNED, STOPPED, Batches, Ledger, ReplicaResult
+from nnexp.engine.metrics import Evaluator
+from nnexp.engine.network import Network
 from nnexp.engine.optim import Transform, take_rows
 from nnexp.engine.schedules import Schedule
 from nnexp.errors import ConfigError
 
 Array = np.ndarray
-SPLITS = ("train", "val", "test")
-COMPLETED, STOPPED, DIVERGED, PRUNED = "completed", "early_stopped", "diverged", "pruned"
 EXPLODED = 1e6  # a training MSE above this is divergence: targets are scaled to [0, 1], so a sane MSE is < 1
+__all__ = ["COMPLETED", "DIVERGED", "PRUNED", "STOPPED", "Callback", "FitResult", "ReplicaResult", "check_fit", "fit"]
 
 
 class Callback:
@@ -42,25 +43,6 @@ class Callback:
 
 
 @dataclass
-class ReplicaResult:
-    """One replica's outcome. `final` holds the metrics of the returned weights; it is empty when the
-    replica diverged (a diverged run has no results, only a reason)."""
-
-    replica: int
-    status: str
-    reason: str
-    epochs: int
-    best_epoch: int
-    curves: dict[str, Array]
-    final: dict[str, float]
-    state: dict[str, Array] = field(repr=False, default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.status != DIVERGED
-
-
-@dataclass
 class FitResult:
     replicas: list[ReplicaResult]
 
@@ -69,32 +51,6 @@ class FitResult:
 
     def __len__(self) -> int:
         return len(self.replicas)
-
-
-class _Evaluator:
-    """All splits in one forward pass: MSE and R^2 per split per replica."""
-
-    def __init__(self, data: Dataset) -> None:
-        parts = [(s, getattr(data, f"x_{s}"), getattr(data, f"y_{s}")) for s in SPLITS]
-        parts = [(s, x, y) for s, x, y in parts if len(x)]
-        self.splits = [s for s, _, _ in parts]
-        self.x = np.ascontiguousarray(np.concatenate([x for _, x, _ in parts]).T)  # (n_features, n)
-        self.y = np.concatenate([y for _, _, y in parts]).T  # (1, n)
-        sizes = [len(x) for _, x, _ in parts]
-        self.starts = np.cumsum([0, *sizes[:-1]])
-        self.n = np.asarray(sizes, dtype=float)
-        self.ss_tot = np.array([float(((y - y.mean()) ** 2).sum()) for _, _, y in parts])
-
-    def __call__(self, net: Network) -> dict[str, Array]:
-        diff = net.forward(self.x, train=False) - self.y
-        sse = np.add.reduceat(diff * diff, self.starts, axis=-1).sum(axis=-2)  # (R, n_splits) or (n_splits,)
-        sse = sse.reshape(-1, len(self.splits))
-        out = {}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for i, s in enumerate(self.splits):
-                out[f"{s}_mse"] = sse[:, i] / self.n[i]
-                out[f"{s}_r2"] = 1.0 - sse[:, i] / self.ss_tot[i] if self.ss_tot[i] > 0 else np.full(len(sse), np.nan)
-        return out
 
 
 def _quiet_overflow(fn):
@@ -110,25 +66,30 @@ def _quiet_overflow(fn):
     return wrapper
 
 
-def _check(field: str, value: float, ok: bool, allowed: str) -> None:
+def _integer(field: str, value: object, low: int, allowed: str) -> None:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and \
+        np.isfinite(value) and int(value) == value and value >= low
     if not ok:
         raise ConfigError(field, value, allowed)
 
 
+def check_fit(epochs: object, batch_size: object, patience: object, eval_every: object, has_val: bool) -> None:
+    """The one check of a pass's settings, named by their config fields (`build_plan` calls it too)."""
+    _integer("trainer.epochs", epochs, 1, "expected an integer >= 1")
+    _integer("trainer.batch_size", batch_size, 1, "expected an integer >= 1")
+    _integer("eval_every", eval_every, 1, "expected an integer >= 1")
+    if patience is not None:
+        _integer("trainer.early_stopping_patience", patience, 1, "expected an integer >= 1, or null to train every "
+                 "epoch")
+        if not has_val:
+            raise ConfigError("trainer.early_stopping_patience", patience,
+                              "early stopping needs a validation split (data.val_fraction > 0)")
+
+
 @_quiet_overflow
-def fit(
-    net: Network,
-    optimizer: Transform,
-    schedule: Schedule,
-    data: Dataset,
-    *,
-    epochs: int,
-    batch_size: int,
-    shuffle_seeds: Sequence[int] | Array,
-    patience: int | None = None,
-    callbacks: Sequence[Callback] = (),
-    eval_every: int = 1,
-) -> FitResult:
+def fit(net: Network, optimizer: Transform, schedule: Schedule, data: Dataset, *, epochs: int, batch_size: int,
+        shuffle_seeds: Sequence[int] | Array, patience: int | None = None, callbacks: Sequence[Callback] = (),
+        eval_every: int = 1) -> FitResult:
     """Train every replica of `net` for up to `epochs` epochs of mini-batches of `batch_size` rows.
 
     Each replica shuffles with its own seed's shuffle stream; `schedule(epoch)` gives the learning rate
@@ -138,122 +99,29 @@ def fit(
     `eval_every` = k evaluates (curves, early stopping, callbacks) after every k-th epoch and the last
     one only; the curves hold NaN in between. Weights are checked for NaN/inf after every epoch.
     """
-    _check("trainer.epochs", epochs, int(epochs) == epochs and epochs >= 1, "expected an integer >= 1")
-    _check("trainer.batch_size", batch_size, int(batch_size) == batch_size and batch_size >= 1,
-           "expected an integer >= 1")
-    _check("eval_every", eval_every, int(eval_every) == eval_every and eval_every >= 1, "expected an integer >= 1")
-    if patience is not None:
-        _check("trainer.early_stopping_patience", patience, int(patience) == patience and patience >= 1,
-               "expected an integer >= 1, or null to train every epoch")
-        if len(data.x_val) == 0:
-            raise ConfigError("trainer.early_stopping_patience", patience,
-                              "early stopping needs a validation split (data.val_fraction > 0)")
+    check_fit(epochs, batch_size, patience, eval_every, len(data.x_val) > 0)
     keep_temporaries_on_heap()
     R = net.R
-    shuffle_seeds = np.broadcast_to(np.atleast_1d(shuffle_seeds), (R,))
-    shared = len(set(shuffle_seeds.tolist())) == 1  # e.g. a sweep's trials: same seed, other hyperparameters
-    shufflers = [stream(s, SHUFFLE_STREAM) for s in (shuffle_seeds[:1] if shared else shuffle_seeds)]
-    x, y = np.ascontiguousarray(data.x_train.T), np.ascontiguousarray(data.y_train.T)  # feature-major
-    n = x.shape[1]
-    batch = min(int(batch_size), n)
-    evaluate = _Evaluator(data)
+    batches = Batches(data, batch_size, shuffle_seeds, R)
+    evaluate = Evaluator(data)
     names = [*evaluate(net).keys(), "lr"]  # also checks the network fits the data before any training
-    curves = {k: np.full((epochs, R), np.nan) for k in names}
+    ledger = Ledger(names, epochs, R, patience, eval_every, callbacks, net)
     state = optimizer.init(net.flat)
     active = np.arange(R)  # replica ids of the rows now in the pass
-    best = np.full(R, np.inf)
-    best_epoch = np.zeros(R, dtype=int)
-    wait = np.zeros(R, dtype=int)
-    best_state: dict[int, dict[str, Array]] = {}
-    results: dict[int, ReplicaResult] = {}
     for cb in callbacks:
         cb.on_train_begin(R)
-
-    def finish(rows: Array, status: str, reason: str, epoch: int) -> None:
-        for i in rows:
-            r = int(active[i])
-            n_ep = epoch if status == DIVERGED else epoch + 1
-            restore = status == STOPPED or (patience is not None and status == COMPLETED)
-            at = int(best_epoch[r]) if restore else n_ep - 1
-            res = ReplicaResult(
-                r, status, reason, n_ep, int(best_epoch[r]),
-                {k: curves[k][:n_ep, r].copy() for k in names},
-                {} if status == DIVERGED else {k: float(curves[k][at, r]) for k in names},
-                best_state[r] if restore and r in best_state else net.state(int(i)),
-            )
-            results[r] = res
-            for cb in callbacks:
-                cb.on_replica_end(r, res)
-
-    def evaluated(epoch: int, lr: Array) -> Array:
-        """Evaluate the active replicas after `epoch`: curves, divergence, early stopping, callbacks.
-        Returns the mask of rows that are done."""
-        metrics = evaluate(net)
-        for k, v in metrics.items():
-            curves[k][epoch, active] = v
-        # NaN/inf, or a loss no sane run reaches on targets scaled to [0, 1]: the weights have blown up
-        finite = np.isfinite(net.flat).all(axis=1) & (metrics["train_mse"] <= EXPLODED)
-        done = np.zeros(len(active), dtype=bool)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            for k in names:
-                curves[k][epoch, active[bad]] = np.nan
-            finish(bad, DIVERGED, f"training diverged at epoch {epoch}: loss or weights became NaN/infinite "
-                   f"(or the training MSE exceeded {EXPLODED:g})", epoch)
-            done[bad] = True
-        watch = metrics.get("val_mse", metrics["train_mse"])
-        improved = finite & (watch < best[active])
-        best[active[improved]] = watch[improved]
-        best_epoch[active[improved]] = epoch
-        wait[active] = np.where(improved, 0, wait[active] + eval_every)
-        if patience is not None:
-            for i in np.flatnonzero(improved):
-                best_state[int(active[i])] = net.state(int(i))
-            stop = ~done & (wait[active] >= patience)
-            if stop.any():
-                finish(np.flatnonzero(stop), STOPPED,
-                       f"validation loss did not improve for {patience} epochs", epoch)
-                done |= stop
-        for cb in callbacks:
-            if (~done).any():
-                live = {k: v[~done] for k, v in metrics.items()} | {"lr": lr[~done]}
-                pruned = set(cb.on_epoch_end(epoch, active[~done], live) or ())
-                rows = np.flatnonzero(~done & np.isin(active, list(pruned)))
-                if len(rows):
-                    finish(rows, PRUNED, f"pruned at epoch {epoch}", epoch)
-                    done[rows] = True
-        return done
-
     for epoch in range(epochs):
         lr = np.broadcast_to(schedule(epoch), (R,))[active]
         lr_col = lr.reshape(-1, 1)
-        if batch < n:
-            if net.batched and not shared:
-                order = np.stack([shufflers[r].permutation(n) for r in active])
-                # (features, R, n) gathered in one call, seen as (R, features, n): rows stay contiguous
-                xs, ys = np.take(x, order, axis=1).swapaxes(0, 1), np.take(y, order, axis=1).swapaxes(0, 1)
-            else:  # one replica, or replicas with one shuffle seed: one order, one (features, n) batch for all
-                order = shufflers[0].permutation(n)  # the one stream all replicas would draw
-                # np.take keeps rows contiguous; x[:, order] would come out column-major and send BLAS
-                # down a transposed kernel, whose rounding differs from the batched pass
-                xs, ys = np.take(x, order, axis=1), np.take(y, order, axis=1)
-        else:
-            xs, ys = x, y
-        for start in range(0, n, batch):
-            xb, yb = xs[..., start : start + batch], ys[..., start : start + batch]
+        for xb, yb in batches.epoch(active, net.batched):
             net.backward(losses.mse_grad(net.forward(xb, train=True), yb))
             updates, state = optimizer.update(net.grad, state, net.flat, lr_col)
             net.flat -= updates
-        curves["lr"][epoch, active] = lr
-        done = np.zeros(len(active), dtype=bool)
+        ledger.curves["lr"][epoch, active] = lr
         if (epoch + 1) % eval_every and epoch + 1 < epochs:  # not evaluated: only look for NaN/inf weights
-            finite = np.isfinite(net.flat).all(axis=1)
-            if not finite.all():
-                done = np.logical_not(finite)
-                finish(np.flatnonzero(done), DIVERGED,
-                       f"training diverged at epoch {epoch}: the weights became NaN/infinite", epoch)
+            done = _blown_up(ledger, active, epoch)
         else:
-            done = evaluated(epoch, lr)
+            done = _evaluated(ledger, evaluate, active, epoch, lr)
         if done.all():
             active = active[:0]
             break
@@ -264,8 +132,46 @@ def fit(
                 state = take_rows(state, keep, len(active))
             active = active[keep]
     if len(active):
-        finish(np.arange(len(active)), COMPLETED, "", epochs - 1)
-    out = FitResult([results[r] for r in range(R)])
+        ledger.finish(np.arange(len(active)), active, COMPLETED, "", epochs - 1)
+    out = FitResult([ledger.results[r] for r in range(R)])
     for cb in callbacks:
         cb.on_train_end(out)
     return out
+
+
+def _blown_up(ledger: Ledger, active: Array, epoch: int) -> Array:
+    """Between evaluations: the rows whose weights became NaN/inf end as diverged."""
+    done = ~np.isfinite(ledger.net.flat).all(axis=1)
+    if done.any():
+        ledger.finish(np.flatnonzero(done), active, DIVERGED,
+                      f"training diverged at epoch {epoch}: the weights became NaN/infinite", epoch)
+    return done
+
+
+def _evaluated(ledger: Ledger, evaluate: Evaluator, active: Array, epoch: int, lr: Array) -> Array:
+    """Evaluate the active replicas after `epoch`: curves, divergence, early stopping, then the
+    callbacks (which may prune). Returns the mask of rows that are done."""
+    metrics = evaluate(ledger.net)
+    ledger.log(epoch, active, metrics)
+    # NaN/inf, or a loss no sane run reaches on targets scaled to [0, 1]: the weights have blown up
+    finite = np.isfinite(ledger.net.flat).all(axis=1) & (metrics["train_mse"] <= EXPLODED)
+    done = ~finite
+    if done.any():
+        ledger.forget(epoch, active[done])
+        ledger.finish(np.flatnonzero(done), active, DIVERGED, f"training diverged at epoch {epoch}: loss or "
+                      f"weights became NaN/infinite (or the training MSE exceeded {EXPLODED:g})", epoch)
+    ledger.improved(epoch, active, metrics.get("val_mse", metrics["train_mse"]), finite)
+    stop = ~done & ledger.stale(active)
+    if stop.any():
+        ledger.finish(np.flatnonzero(stop), active, STOPPED,
+                      f"validation loss did not improve for {ledger.patience} epochs", epoch)
+        done |= stop
+    for cb in ledger.callbacks:
+        if (~done).any():
+            live = {k: v[~done] for k, v in metrics.items()} | {"lr": lr[~done]}
+            pruned = set(cb.on_epoch_end(epoch, active[~done], live) or ())  # type: ignore[attr-defined]
+            rows = np.flatnonzero(~done & np.isin(active, list(pruned)))
+            if len(rows):
+                ledger.finish(rows, active, PRUNED, f"pruned at epoch {epoch}", epoch)
+                done[rows] = True
+    return done

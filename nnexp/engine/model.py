@@ -1,12 +1,21 @@
 """The MLP as a spec (architecture by value), built into a `Network`, and a trained `Model` that
-predicts in the data's own units and saves/loads without pickle (weights .npz + spec.json)."""
+predicts in the data's own units, takes its inputs by column name, and saves/loads without pickle
+(spec.json + weights.npz).
+
+Loading trusts neither file: spec.json is read whole (a bounded size) and checked field by field, and
+every member of weights.npz is checked against the spec from its .npy header before any array is read,
+so a file cannot make `Model.load` allocate or run anything it did not check first. Every refusal is a
+ValueError naming the file and the problem.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +26,19 @@ from nnexp.engine.network import Network
 from nnexp.errors import ConfigError, choice
 
 Array = np.ndarray
-FORMAT = "nnexp-mlp/1"
+FORMAT = "nnexp-mlp/2"  # spec.json with the feature and target names
+FORMATS = ("nnexp-mlp/1", FORMAT)  # /1 (before names were kept) loads with features x1..xn and target y
+MAX_SPEC_BYTES = 1 << 20  # a spec with 1,000 feature names of 256 characters is ~300 KB
+MAX_PARAMS = 10_000_000  # 80 MB of float64 weights; the seed's network has 63
+MAX_LAYERS = 64
+MAX_NAME = 256
+NPY_HEADER_MAX = 10_000  # numpy's own bound on a .npy header
+
+
+def count_params(sizes: Sequence[int], batch_norm: bool) -> int:
+    """Weights and biases of every Dense layer, plus gamma and beta of each hidden batch norm."""
+    dense = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    return dense + (2 * sum(sizes[1:-1]) if batch_norm else 0)
 
 
 @dataclass(frozen=True)
@@ -51,9 +72,7 @@ class MLPSpec:
 
     @property
     def n_params(self) -> int:
-        s = self.sizes
-        dense = sum((a + 1) * b for a, b in zip(s[:-1], s[1:], strict=False))
-        return dense + (2 * sum(s[1:-1]) if self.batch_norm else 0)
+        return count_params(self.sizes, self.batch_norm)
 
     def layers(self, dropout: float | Array | None = None) -> list[Layer]:
         """Fresh layers; `dropout` overrides the rate (one per replica in population training)."""
@@ -78,47 +97,150 @@ class MLPSpec:
         return Network(self.layers(dropout), np.atleast_1d(seeds), dropout_seeds, batched)
 
 
+
+def state_shapes(spec: MLPSpec) -> dict[str, tuple[int, ...]]:
+    """The arrays of `Network.state` for `spec`, by name: the flat parameters, and the running
+    statistics of each batch-norm layer (named by its index in `spec.layers()`)."""
+    out: dict[str, tuple[int, ...]] = {"params": (spec.n_params,)}
+    for i, layer in enumerate(spec.layers()):
+        if isinstance(layer, BatchNorm):
+            out[f"layer{i}.running_mean"] = out[f"layer{i}.running_var"] = (layer.n, 1)
+    return out
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + " ...]"
+
+
+def default_feature_names(n: int) -> tuple[str, ...]:
+    return tuple(f"x{i + 1}" for i in range(n))
+
+
+def names_problem(names: Any, n: int) -> str | None:
+    """Why `names` cannot be the names of n input columns (None if they can)."""
+    if not isinstance(names, (list, tuple)) or len(names) != n:
+        return f"expected a list of {n} names (one per input), got {brief(names)}"
+    bad = [v for v in names if not isinstance(v, str) or not 0 < len(v) <= MAX_NAME]
+    if bad:
+        return f"expected names of 1 to {MAX_NAME} characters, got {brief(bad)}"
+    twice = sorted(k for k, c in Counter(names).items() if c > 1)
+    return f"names must be distinct: {brief(twice)} appear more than once" if twice else None
+
+
 @dataclass
 class Model:
-    """A trained single network with the scaler of its data: predict() takes and returns original units."""
+    """A trained single network with the scaler of its data and the names of its input columns and its
+    target: predict() takes inputs by name (or an array in training order) and answers in the target's
+    units."""
 
     spec: MLPSpec
     network: Network
     scaler: Scaler
     meta: dict = field(default_factory=dict)
+    feature_names: tuple[str, ...] = ()
+    target_name: str = "y"
+
+    def __post_init__(self) -> None:
+        n = self.spec.sizes[0]
+        names = tuple(self.feature_names) or default_feature_names(n)
+        problem = names_problem(list(names), n)
+        if problem:
+            raise ValueError(f"feature names: {problem}")
+        if not isinstance(self.target_name, str) or not 0 < len(self.target_name) <= MAX_NAME:
+            raise ValueError(f"target name: expected 1 to {MAX_NAME} characters, got {brief(self.target_name)}")
+        self.feature_names = names
 
     @classmethod
-    def from_state(cls, spec: MLPSpec, state: dict[str, Array], scaler: Scaler, meta: dict | None = None) -> Model:
+    def from_state(cls, spec: MLPSpec, state: dict[str, Array], scaler: Scaler, meta: dict | None = None,
+                   feature_names: Sequence[str] | None = None, target_name: str = "y") -> Model:
         net = spec.build(0, batched=False)
         net.load_state(state)
-        return cls(spec, net, scaler, meta or {})
+        return cls(spec, net, scaler, meta or {}, tuple(feature_names or ()), target_name)
 
-    def predict(self, x: Array) -> Array:
-        """x: (n, n_features) in the data's units -> (n,) predictions in the target's units."""
-        x = np.asarray(x, dtype=float)
-        if x.ndim != 2 or x.shape[1] != self.spec.sizes[0]:
-            raise ValueError(f"expected inputs of shape (n, {self.spec.sizes[0]}), got {x.shape}")
+    def predict(self, x: Any) -> Array:
+        """x: the features in the data's units -> (n,) predictions in the target's units.
+
+        Named columns (a mapping of name -> values, or a DataFrame) are taken by name in any order; a
+        missing, unknown or repeated column is refused. An unnamed (n, n_features) array is taken in
+        the training order. NaN or infinite inputs are refused."""
+        x = self.inputs(x)
         with np.errstate(over="ignore"):
             out = self.network.forward(np.ascontiguousarray(self.scaler.x(x).T), train=False)
         return self.scaler.y_inverse(out[0])
+
+    def inputs(self, x: Any) -> Array:
+        """x as an (n, n_features) float array in the training order, checked (see predict)."""
+        names = column_names(x)
+        a = self._by_position(x) if names is None else self._by_name(x, names)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            cols = [self.feature_names[j] for j in np.flatnonzero(bad.any(axis=0))]
+            raise ValueError(f"inputs hold NaN or infinite values in column(s) {cols} "
+                             f"(first in row {int(np.argwhere(bad)[0][0])})")
+        return a
+
+    def _by_position(self, x: Any) -> Array:
+        n = self.spec.sizes[0]
+        a = np.asarray(x)
+        if a.ndim != 2 or a.shape[1] != n:
+            raise ValueError(f"expected inputs of shape (n, {n}), got {a.shape}: an unnamed array holds the "
+                             f"columns {list(self.feature_names)} in this order (or pass named columns)")
+        if a.dtype.kind not in "iuf":
+            raise ValueError(f"expected numeric inputs, got an array of {a.dtype}")
+        return a.astype(float)
+
+    def _by_name(self, x: Any, names: list[Any]) -> Array:
+        features = self.feature_names
+        missing = [f for f in features if f not in names]
+        unknown = [c for c in names if c not in features]
+        twice = [k for k, c in Counter(names).items() if c > 1]
+        if missing or unknown or twice:
+            parts = [f"{label} {v}" for label, v in (("missing", missing), ("unknown", unknown),
+                                                     ("repeated", twice)) if v]
+            hint = (" (a table without column names: name its columns, or pass an array in this order)"
+                    if names and all(isinstance(c, (int, np.integer)) for c in names) else "")
+            raise ValueError(f"input columns do not match the model's: {'; '.join(parts)}. The model takes "
+                             f"{len(features)} named columns, in any order: {list(features)}{hint}")
+        cols = []
+        for f in features:
+            v = np.atleast_1d(np.asarray(x[f]))
+            if v.ndim != 1 or v.dtype.kind not in "iuf":
+                raise ValueError(f"input column {f!r}: expected one number per row, got {v.dtype} values "
+                                 f"of shape {v.shape}")
+            cols.append(v.astype(float))
+        if len({len(c) for c in cols}) > 1:
+            lengths = {f: len(c) for f, c in zip(features, cols, strict=True)}
+            raise ValueError(f"input columns have different lengths: {lengths}")
+        return np.stack(cols, axis=1)
 
     def save(self, directory: str | Path) -> Path:
         """Write spec.json and weights.npz (no pickle) into `directory`."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        spec = {"format": FORMAT, "spec": asdict(self.spec), "scaler": self.scaler.to_dict(), "meta": self.meta}
+        spec = {"format": FORMAT, "spec": asdict(self.spec), "features": list(self.feature_names),
+                "target": self.target_name, "scaler": self.scaler.to_dict(), "meta": self.meta}
         (d / "spec.json").write_text(json.dumps(spec, indent=2, default=list))
         np.savez(d / "weights.npz", **self.network.state(0))  # type: ignore[arg-type]
         return d
 
     @classmethod
     def load(cls, directory: str | Path) -> Model:
+        """Read a saved model, checking both files before building anything (see the module's doc)."""
         d = Path(directory)
-        spec = json.loads((d / "spec.json").read_text())
-        if spec.get("format") != FORMAT:
-            raise ValueError(f"{d}: not an nnexp model (format {spec.get('format')!r}, expected {FORMAT!r})")
-        s = spec["spec"]
-        s["sizes"] = tuple(s["sizes"])
-        with np.load(d / "weights.npz", allow_pickle=False) as z:
-            state = {k: z[k] for k in z.files}
-        return cls.from_state(MLPSpec(**s), state, Scaler.from_dict(spec["scaler"]), spec.get("meta", {}))
+        from nnexp.engine.modelfile import read_spec, read_weights
+
+        f = read_spec(d / "spec.json")
+        state = read_weights(d / "weights.npz", f.spec)
+        return cls.from_state(f.spec, state, f.scaler, f.meta, f.features, f.target)
+
+
+def column_names(x: Any) -> list[Any] | None:
+    """The column names of a mapping (its keys) or a table with `columns` (a pandas DataFrame); None for
+    anything unnamed (arrays, nested lists)."""
+    if isinstance(x, Mapping):
+        return list(x.keys())
+    columns = getattr(x, "columns", None)
+    if columns is not None and not isinstance(x, np.ndarray):
+        return list(columns)
+    return None

@@ -25,14 +25,6 @@ def stream(seed: int, kind: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), kind])
 
 
-def per_replica(value: float | Sequence[float] | Array, n: int, field: str = "value") -> Array:
-    """Broadcast a scalar or a length-n sequence to an array of shape (n,)."""
-    a = np.asarray(value, dtype=float).reshape(-1)
-    if a.size not in (1, n):
-        raise ValueError(f"{field}: expected a scalar or {n} values (one per replica), got {a.size}")
-    return np.broadcast_to(a, (n,)).copy()
-
-
 class Network:
     """Layers applied in order; R replicas, each initialised from its own seed's init stream.
 

@@ -80,12 +80,12 @@ def scale_by_adam(b1: float | Array = 0.9, b2: float | Array = 0.999, eps: float
         return {"m": np.zeros_like(params), "s": np.zeros_like(params), "t": 0,
                 "b1": _hyper(b1, n), "b2": _hyper(b2, n), "eps": _hyper(eps, n)}
 
-    def update(g: Array, st: State, params: Array, lr: Array) -> tuple[Array, State]:
-        t = st["t"] + 1
-        m = st["b1"] * st["m"] + (1.0 - st["b1"]) * g
-        s = st["b2"] * st["s"] + (1.0 - st["b2"]) * (g * g)
-        m_hat, s_hat = m / (1.0 - st["b1"] ** t), s / (1.0 - st["b2"] ** t)
-        return m_hat / (np.sqrt(s_hat) + st["eps"]), {**st, "m": m, "s": s, "t": t}
+    def update(g: Array, state: State, params: Array, lr: Array) -> tuple[Array, State]:
+        t = state["t"] + 1
+        m = state["b1"] * state["m"] + (1.0 - state["b1"]) * g
+        s = state["b2"] * state["s"] + (1.0 - state["b2"]) * (g * g)
+        m_hat, s_hat = m / (1.0 - state["b1"] ** t), s / (1.0 - state["b2"] ** t)
+        return m_hat / (np.sqrt(s_hat) + state["eps"]), {**state, "m": m, "s": s, "t": t}
 
     return Transform(init, update)
 
@@ -97,9 +97,9 @@ def scale_by_rms(rho: float | Array = 0.9, eps: float | Array = 1e-8) -> Transfo
         n = len(params)
         return {"s": np.zeros_like(params), "rho": _hyper(rho, n), "eps": _hyper(eps, n)}
 
-    def update(g: Array, st: State, params: Array, lr: Array) -> tuple[Array, State]:
-        s = st["rho"] * st["s"] + (1.0 - st["rho"]) * (g * g)
-        return g / (np.sqrt(s) + st["eps"]), {**st, "s": s}
+    def update(g: Array, state: State, params: Array, lr: Array) -> tuple[Array, State]:
+        s = state["rho"] * state["s"] + (1.0 - state["rho"]) * (g * g)
+        return g / (np.sqrt(s) + state["eps"]), {**state, "s": s}
 
     return Transform(init, update)
 
@@ -110,9 +110,9 @@ def scale_by_adagrad(eps: float | Array = 1e-8) -> Transform:
     def init(params: Array) -> State:
         return {"s": np.zeros_like(params), "eps": _hyper(eps, len(params))}
 
-    def update(g: Array, st: State, params: Array, lr: Array) -> tuple[Array, State]:
-        s = st["s"] + g * g
-        return g / (np.sqrt(s) + st["eps"]), {**st, "s": s}
+    def update(g: Array, state: State, params: Array, lr: Array) -> tuple[Array, State]:
+        s = state["s"] + g * g
+        return g / (np.sqrt(s) + state["eps"]), {**state, "s": s}
 
     return Transform(init, update)
 

@@ -1,72 +1,188 @@
-"""What a finished sweep reports, on its MLflow parent run and on the console: trial counts, the best
-trial against the baseline, Optuna's plots, and the winner confirmed on fresh seeds."""
+"""What a finished sweep reports, on the console and on its MLflow parent run: trial counts, the best
+trial against the baseline, Optuna's plots, every trial as a table, the winner as overrides ready to
+train again, and the winner confirmed on fresh seeds (those runs recorded with their models)."""
 
 from __future__ import annotations
 
 import math
-import tempfile
-import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import optuna
+import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from nnexp import plots, population, stats
+from nnexp import stats
 from nnexp.console import table
+from nnexp.recording import records
 from nnexp.sweeps import storage as studies
-from nnexp.tracking import curve_metrics
-
-CONFIRM_METRIC = "test_r2"
+from nnexp.sweeps.confirm import Arm, Confirmation, confirm
 
 
 @dataclass
 class SweepSummary:
     study_name: str
-    parent_run: str
+    parent_key: str
     counts: dict[str, int]
     best: FrozenTrial | None
     baseline: FrozenTrial | None
-    confirmation: dict[str, Any] = field(default_factory=dict)
-    text: str = ""
+    confirmation: Confirmation | None
+    text: str
+    parent_run: str = ""  # the MLflow run id, once the recorder has made it
+
+
+def attrs(t: FrozenTrial | None) -> dict[str, Any]:
+    return t.user_attrs.get("nnexp", {}) if t else {}
 
 
 def trial_metric(t: FrozenTrial | None, name: str) -> float:
-    return float((t.user_attrs.get("nnexp", {}).get("metrics", {}) if t else {}).get(name, math.nan))
+    return float(attrs(t).get("metrics", {}).get(name, math.nan))
 
 
-def confirm(sw, best: FrozenTrial, baseline: FrozenTrial) -> dict[str, Any]:
-    """Re-train the best config and the baseline on the confirmation seeds (one pass per structure)
-    and compare their test R² seed by seed."""
-    seeds = sw.st.confirm_seeds
-    best_runs, base_runs = population.train_seeds([sw.configs.plan(sw.configs.config(t.params))
-                                                   for t in (best, baseline)], seeds)
-
-    def values(rs):
-        return np.array([r.final.get(CONFIRM_METRIC, math.nan) if r.ok else math.nan for r in rs])
-
-    b, a = values(best_runs), values(base_runs)
-    pair = stats.paired(b, a)
-    verdict = stats.verdict(pair.diff, pair.t_p, higher_is_better=True)
-    return {"seeds": seeds, "best": stats.mean_ci(b), "baseline": stats.mean_ci(a), "diff": pair.diff,
-            "t_p": pair.t_p, "wilcoxon_p": pair.wilcoxon_p, "verdict": verdict, "best_values": b.tolist(),
-            "baseline_values": a.tolist(), "curves": {
-                f"best (trial {best.number})": np.array([r.curves["val_mse"] for r in best_runs if r.ok]),
-                "baseline": np.array([r.curves["val_mse"] for r in base_runs if r.ok])}}
+def best_overrides(sweep: Any, t: FrozenTrial) -> list[str]:
+    """The Hydra overrides that give trial `t`'s config: the sweep's base overrides and its values."""
+    values = [f"{p.path}={t.params[p.name]}" for p in sweep.settings.space if p.name in t.params]
+    return [*sweep.study.user_attrs.get("nnexp.base_overrides", []), *values]
 
 
-def confirmation_text(c: dict[str, Any]) -> str:
-    rows = [["best", str(c["best"]), f"[{c['best'].lo:.4f}, {c['best'].hi:.4f}]"],
-            ["baseline", str(c["baseline"]), f"[{c['baseline'].lo:.4f}, {c['baseline'].hi:.4f}]"],
-            ["best - baseline", str(c["diff"]), f"[{c['diff'].lo:.4f}, {c['diff'].hi:.4f}]"]]
+def summarize(sweep: Any) -> SweepSummary:
+    """Render the sweep's end and record it on the parent run (the recorder draws and logs)."""
+    settings, study = sweep.settings, sweep.study
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number < settings.n_trials]
+    counts = studies.counts(study, settings.n_trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best_first = sorted(complete, key=lambda t: t.value, reverse=settings.maximize)  # type: ignore[arg-type,return-value]
+    best = best_first[0] if best_first else None
+    baseline = next((t for t in trials if t.user_attrs.get("nnexp.baseline")), None)
+    confirmation = confirm(sweep.configs, best, baseline, settings.confirm_seeds) if best and baseline and \
+        settings.confirm_seeds else None
+    text = render(sweep, trials, best_first, baseline, counts, confirmation)
+    summary = SweepSummary(settings.study_name, sweep.parent_key, counts, best, baseline, confirmation, text)
+    if confirmation is not None:
+        for arm in (confirmation.best, confirmation.baseline):
+            record_arm(sweep, arm, confirmation.seeds)
+    sweep.end_parent("FINISHED", **parent_fields(sweep, trials, best, baseline, confirmation, text))
+    return summary
+
+
+def parent_fields(sweep: Any, trials: list[FrozenTrial], best: FrozenTrial | None, baseline: FrozenTrial | None,
+                  c: Confirmation | None, text: str) -> dict[str, Any]:
+    """Metrics, tags, texts, figures and files the parent run gets at the sweep's end."""
+    settings = sweep.settings
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    full = int(sweep.base_cfg.trainer.epochs)
+    m = {"trials_complete": sum(t.state == TrialState.COMPLETE for t in trials), "trials_pruned": len(pruned),
+         "trials_failed": sum(t.state == TrialState.FAIL for t in trials),
+         "epochs_trained": sum(attrs(t).get("epochs", 0) for t in trials),
+         "epochs_saved_by_pruning": full * len(pruned) - sum(attrs(t).get("epochs", full) for t in pruned),
+         "best_value": best.value if best else math.nan, "best_trial": best.number if best else math.nan,
+         "baseline_value": baseline.value if baseline and baseline.value is not None else math.nan,
+         "best_test_r2": trial_metric(best, "test_r2"), "baseline_test_r2": trial_metric(baseline, "test_r2")}
+    m["best_minus_baseline"] = m["best_value"] - m["baseline_value"]
+    tags = {f"best.{k}": str(v) for k, v in (best.params if best else {}).items()}
+    texts = {"summary.txt": text + "\n"}
+    figures = []
+    if best:
+        overrides = best_overrides(sweep, best)
+        texts["best_overrides.txt"] = " ".join(overrides) + "\n"
+        texts["best.yaml"] = yaml.safe_dump({"study": settings.study_name, "trial": best.number,
+                                             settings.metric: best.value, "overrides": overrides}, sort_keys=False)
+        figures.append(best_against_baseline(best, baseline, settings.metric, settings.study_name))
+    if c is not None:
+        m |= {f"confirm_{k}_test_r2_{s}": getattr(i, a) for k, i in (("best", c.best_ci), ("baseline", c.baseline_ci),
+              ("diff", c.pair.diff)) for s, a in (("mean", "mean"), ("ci_low", "lo"), ("ci_high", "hi"))}
+        m |= {"confirm_t_p": c.pair.t_p, "confirm_wilcoxon_p": c.pair.wilcoxon_p,
+              "confirm_wilcoxon_min_p": c.pair.wilcoxon_min_p}
+        tags["confirm.verdict"] = c.verdict
+        if len(c.best.curves) and len(c.baseline.curves):
+            figures.append({"kind": "bands", "path": "plots/confirmation_curves.png", "args": {
+                "groups": {c.best.label: c.best.curves.tolist(), c.baseline.label: c.baseline.curves.tolist()},
+                "ylabel": "val_mse", "title": f"Sweep {settings.study_name}: best and baseline re-trained on seeds "
+                                              f"{list(c.seeds)}"}})
+    files = sweep_files(sweep)
+    return {"metrics": [[k, v, 0] for k, v in m.items()], "tags": tags, "texts": texts, "figures": figures,
+            "files": files}
+
+
+def best_against_baseline(best: FrozenTrial, baseline: FrozenTrial | None, metric: str, study: str
+                          ) -> dict[str, Any]:
+    """The objective as each trial reported it (its thinned curve), best against baseline."""
+    runs = {}
+    for label, t in ((f"best (trial {best.number})", best), (f"baseline (trial {baseline.number})", baseline)):
+        curve = attrs(t).get("curve") or {str(k): v for k, v in (t.intermediate_values if t else {}).items()}
+        if curve:
+            steps = sorted(int(k) for k in curve)
+            runs[label] = [steps, [curve[str(s)] for s in steps]]
+    return {"kind": "compare_steps", "path": "plots/best_vs_baseline.png", "args": {
+        "runs": runs, "metric": metric, "title": f"Sweep {study}: the best trial against the baseline"}}
+
+
+def sweep_files(sweep: Any) -> list[list[str]]:
+    """Optuna's plots and every trial as a table (Optuna's own dataframe), written beside the spool."""
+    from nnexp.sweeps.plots import optuna_plots
+
+    out = sweep.rec.scratch(f"{sweep.parent_key}-end")
+    out.mkdir(parents=True, exist_ok=True)
+    files = [[str(p), "plots"] for p in optuna_plots(sweep.study, out, sweep.settings.metric)]
+    frame = sweep.study.trials_dataframe()
+    frame = frame[frame["number"] < sweep.settings.n_trials]
+    frame.to_csv(out / "trials.csv", index=False)
+    return [*files, [str(out / "trials.csv"), ""]]
+
+
+def record_arm(sweep: Any, arm: Arm, seeds: tuple[int, ...]) -> None:
+    """Each confirmation run as a child run of the sweep, with its curves, final metrics and model."""
+    from nnexp.engine.model import Model
+
+    for seed, r in zip(seeds, arm.runs, strict=True):
+        key = f"confirm:{sweep.study.user_attrs.get('nnexp.uid', sweep.settings.study_name)}:{arm.trial}:{seed}"
+        fields: dict[str, Any] = {"tags": {"nnexp.kind": "confirmation", "nnexp.trial_number": arm.trial,
+                                           "optuna.study": sweep.settings.study_name, **records.provenance()},
+                                  "params": {**arm.params, "seed": str(seed)}, "status": "FAILED" if not r.ok else
+                                  "FINISHED", "metrics": records.curve_points(r.curves)}
+        if r.ok:
+            _, points, step = records.final_points(r, arm.plan.spec, {k: dict(enumerate(v)) for k, v in
+                                                                      r.curves.items()})
+            model_dir = sweep.rec.scratch(key) / "model"
+            d = arm.plan.data
+            Model.from_state(arm.plan.spec, r.state, d.scaler, {"dataset": d.name}, d.feature_names,
+                             d.target_name).save(model_dir)
+            fields |= {"model": {"dir": str(model_dir), "step": step}}
+            fields["metrics"] += points
+        sweep.rec.write(records.run(key, sweep.settings.experiment, parent=sweep.parent_key, fresh=True,
+                                 name=f"{sweep.settings.study_name} confirm {arm.label} seed {seed}", **fields))
+
+
+def render(sweep: Any, trials: list[FrozenTrial], best_first: list[FrozenTrial], baseline: FrozenTrial | None,
+           counts: dict[str, int], c: Confirmation | None) -> str:
+    settings = sweep.settings
+    text = [f"sweep {settings.study_name}: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
+            f"{counts['FAIL']} failed of {settings.n_trials} trials",
+            top_table(trials, best_first, baseline, settings.metric)]
+    best = best_first[0] if best_first else None
+    if best and baseline and baseline.value is not None:
+        word = "beats" if (best.value - baseline.value) * (1 if settings.maximize else -1) > 0 else "does not beat"
+        text.append(f"best trial {best.number} {word} the baseline on {settings.metric}: "
+                    f"{best.value:.4f} vs {baseline.value:.4f} ({best.value - baseline.value:+.4f})")
+        text.append("train it again, recorded with its model and plots:\n  make train ARGS=\""
+                    + " ".join(best_overrides(sweep, best)) + "\"")
+    if c is not None:
+        text.append(confirmation_text(c))
+    return "\n\n".join(text)
+
+
+def confirmation_text(c: Confirmation) -> str:
+    rows = [[c.best.label, str(c.best_ci), f"[{c.best_ci.lo:.4f}, {c.best_ci.hi:.4f}]"],
+            [c.baseline.label, str(c.baseline_ci), f"[{c.baseline_ci.lo:.4f}, {c.baseline_ci.hi:.4f}]"],
+            ["best - baseline", str(c.pair.diff), f"[{c.pair.diff.lo:.4f}, {c.pair.diff.hi:.4f}]"]]
     plain = {stats.REAL: "the improvement is real (paired t test p < 0.05)",
              stats.NOISE: "the difference is within noise",
-             stats.REVERSED: "the baseline is better: the sweep's winner does not hold up on fresh seeds"}[c["verdict"]]
-    return (f"Confirmation on seeds {c['seeds']}: test R², mean ± 95% CI half-width\n"
+             stats.REVERSED: "the baseline is better: the sweep's winner does not hold up on fresh seeds"}[c.verdict]
+    floor = c.pair.wilcoxon_min_p
+    note = (f" (with {len(c.seeds)} seeds the smallest Wilcoxon p is {floor:.3g}: it cannot reach 0.05; the t test "
+            "decides)") if math.isfinite(floor) and floor >= 0.05 else ""
+    return (f"Confirmation on seeds {list(c.seeds)}: test R², mean ± 95% CI half-width\n"
             + table(rows, ["config", "test R²", "95% CI"])
-            + f"\npaired t test p = {c['t_p']:.3g}, Wilcoxon p = {c['wilcoxon_p']:.3g}: {plain}.")
+            + f"\npaired t test p = {c.pair.t_p:.3g}, Wilcoxon p = {c.pair.wilcoxon_p:.3g}{note}: {plain}.")
 
 
 def top_table(trials: list[FrozenTrial], best_first: list[FrozenTrial], baseline: FrozenTrial | None,
@@ -84,90 +200,3 @@ def top_table(trials: list[FrozenTrial], best_first: list[FrozenTrial], baseline
 
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def optuna_plots(study: optuna.Study, out: Path) -> list[Path]:
-    """Optuna's own figures (matplotlib backend); one that cannot be drawn (too few trials) is skipped."""
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ov
-
-    paths = []
-    for name, fn in (("optimization_history", ov.plot_optimization_history),
-                     ("param_importances", ov.plot_param_importances),
-                     ("parallel_coordinate", ov.plot_parallel_coordinate), ("slice", ov.plot_slice)):
-        try:
-            with warnings.catch_warnings(), plt.rc_context():  # Optuna sets the ggplot style globally
-                warnings.simplefilter("ignore")
-                ax = fn(study)
-                fig: Any = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-                if name == "slice":
-                    fig.set_size_inches(3.2 * max(1, len(getattr(ax, "flat", [ax]))), 3.6)
-                fig.tight_layout()
-        except (ValueError, RuntimeError, ZeroDivisionError):
-            continue
-        paths.append(out / f"{name}.png")
-        fig.savefig(paths[-1], dpi=plots.DPI)
-        plt.close(fig)
-    return paths
-
-
-def summarize(sw) -> SweepSummary:
-    st, study, tracker, parent = sw.st, sw.study, sw.tracker, sw.parent
-    trials = [t for t in study.get_trials(deepcopy=False) if t.number < st.n_trials]
-    counts = studies.counts(study, st.n_trials)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best_first = sorted(complete, key=lambda t: t.value, reverse=st.maximize)  # type: ignore[arg-type,return-value]
-    best = best_first[0] if best_first else None
-    baseline = next((t for t in trials if t.user_attrs.get("nnexp.baseline")), None)
-    pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    epochs = [t.user_attrs.get("nnexp", {}).get("epochs", 0) for t in trials]
-    full = int(sw.base_cfg.trainer.epochs)
-    summary_metrics = {
-        "trials_complete": counts["COMPLETE"], "trials_pruned": counts["PRUNED"], "trials_failed": counts["FAIL"],
-        "epochs_trained": sum(epochs), "epochs_saved_by_pruning": full * len(pruned) - sum(
-            t.user_attrs.get("nnexp", {}).get("epochs", full) for t in pruned),
-        "best_value": best.value if best else math.nan, "best_trial": best.number if best else math.nan,
-        "baseline_value": baseline.value if baseline and baseline.value is not None else math.nan,
-        "best_test_r2": trial_metric(best, "test_r2"), "baseline_test_r2": trial_metric(baseline, "test_r2"),
-    }
-    summary_metrics["best_minus_baseline"] = summary_metrics["best_value"] - summary_metrics["baseline_value"]
-    tags = {f"best.{k}": str(v) for k, v in (best.params if best else {}).items()}
-    if best:
-        tags["nnexp.best_run_id"] = best.user_attrs.get("nnexp", {}).get("mlflow_run_id", "")
-    out = SweepSummary(st.study_name, parent, counts, best, baseline)
-    with tempfile.TemporaryDirectory() as tmp:
-        pngs = optuna_plots(study, Path(tmp))
-        if best and baseline:
-            curves = {}
-            for name, t in ((f"best (trial {best.number})", best), ("baseline (trial 0)", baseline)):
-                rid = t.user_attrs.get("nnexp", {}).get("mlflow_run_id")
-                hist = sorted(tracker.client.get_metric_history(rid, "val_mse"), key=lambda m: m.step) if rid else []
-                if hist:
-                    curves[name] = ([m.step for m in hist], [m.value for m in hist])
-            if curves:
-                pngs.append(plots.compare_steps(curves, Path(tmp) / "best_vs_baseline.png", "val_mse"))
-        if best and baseline and st.confirm_seeds:
-            c = out.confirmation = confirm(sw, best, baseline)
-            for key in ("best", "baseline", "diff"):
-                summary_metrics[f"confirm_{key}_test_r2_mean"] = c[key].mean
-                summary_metrics[f"confirm_{key}_test_r2_ci_low"] = c[key].lo
-                summary_metrics[f"confirm_{key}_test_r2_ci_high"] = c[key].hi
-            summary_metrics["confirm_t_p"], summary_metrics["confirm_wilcoxon_p"] = c["t_p"], c["wilcoxon_p"]
-            tags["confirm.verdict"] = c["verdict"]
-            if all(len(v) for v in c["curves"].values()):
-                pngs.append(plots.bands(c["curves"], Path(tmp) / "confirmation_curves.png", "val_mse"))
-        tracker.log(parent, metrics=curve_metrics({k: [v] for k, v in summary_metrics.items()}), tags=tags)
-        for png in pngs:
-            tracker.log_artifact(parent, png, "plots")
-        text = [f"sweep {st.study_name}: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
-                f"{counts['FAIL']} failed of {st.n_trials} trials",
-                top_table(trials, best_first, baseline, st.metric)]
-        if best and baseline and baseline.value is not None:
-            word = "beats" if (best.value - baseline.value) * (1 if st.maximize else -1) > 0 else "does not beat"
-            text.append(f"best trial {best.number} {word} the baseline on {st.metric}: "
-                        f"{best.value:.4f} vs {baseline.value:.4f} ({best.value - baseline.value:+.4f})")
-        if out.confirmation:
-            text.append(confirmation_text(out.confirmation))
-        out.text = "\n\n".join(text)
-        tracker.log_text(parent, out.text + "\n", "summary.txt")
-    return out

@@ -7,6 +7,7 @@ this process's worker and any extra worker processes, finish what dead workers l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,30 +16,31 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from nnexp import faults
+from nnexp import faults, schema
 from nnexp.config import compose, flat_params, mapping, without_group
 from nnexp.errors import ConfigError
 from nnexp.interrupts import check
 from nnexp.paths import project_root
+from nnexp.plan import check_memory
+from nnexp.recording import Recording, RecordingError, records, resolve_uri
 from nnexp.sweeps import space
 from nnexp.sweeps import storage as studies
-from nnexp.sweeps.settings import Settings, make_pruner, make_sampler, settings
-from nnexp.sweeps.worker import Configs, SweepError, Worker
-from nnexp.tracking import Tracker, resolve_uri
+from nnexp.sweeps.settings import Settings, make_pruner, make_sampler, read_settings
+from nnexp.sweeps.trials import Configs
+from nnexp.sweeps.worker import SweepError, Worker
 
 SCRIPT = project_root() / "experiments" / "sweep.py"
 
 
-def check_space(st: Settings, configs: Configs, choices: dict[str, str]) -> dict[str, Any]:
+def check_space(settings: Settings, configs: Configs, choices: dict[str, str]) -> dict[str, Any]:
     """Build the baseline and a trial at every end of every range and every choice, so that a bad
     space fails before any trial, naming the parameter. Returns the baseline's values."""
     base_cfg = configs.composed()
     configs.plan(base_cfg)  # the base config itself first: its own mistakes get their own message
-    baseline = space.baseline_values(st.space, base_cfg, choices)
-    by_name = {p.name: p for p in st.space}
+    baseline = space.baseline_values(settings.space, base_cfg, choices)
+    by_name = {p.name: p for p in settings.space}
 
     def build(values: dict[str, Any], p: space.Param | None, v: Any) -> Any:
         try:
@@ -49,104 +51,118 @@ def check_space(st: Settings, configs: Configs, choices: dict[str, str]) -> dict
             raise ConfigError(f"sweep.space.{p.name}", v, f"gives an invalid {p.path} ({e})") from None
 
     plan = build(baseline, None, None)
-    if st.metric.startswith("val") and len(plan.data.x_val) == 0:
-        raise ConfigError("sweep.metric", st.metric, "needs a validation split (data.val_fraction > 0)")
-    for p in st.space:
+    if settings.metric.startswith("val") and len(plan.data.x_val) == 0:
+        raise ConfigError("sweep.metric", settings.metric, "needs a validation split (data.val_fraction > 0)")
+    for p in settings.space:
+        seen: dict[str, Any] = {}  # a group parameter: each choice's composed group, to find choices made equal
         for v in space.bounds(p):
             values = {**baseline, **{k: allowed[0] for k, allowed in p.when.items()}, p.name: v}
             values = {k: x for k, x in values.items() if by_name[k].active(values)}
-            build(values, p, v)
+            plan = build(values, p, v)
+            check_memory(plan, settings.population, "sweep.population")
+            if p.group:
+                _refuse_masked_choice(p, v, OmegaConf.to_yaml(configs.config(values)[p.path]), seen, configs.base)
     return baseline
 
 
-def fingerprint_parts(cfg: DictConfig, base_cfg: DictConfig, st: Settings) -> dict[str, Any]:
+def _refuse_masked_choice(p: space.Param, choice: Any, group_yaml: str, seen: dict[str, Any],
+                          base: Sequence[str]) -> None:
+    """Two choices of a config group that compose to the same config (an override such as
+    `model.hidden=[10, 6]` wins over every sampled `model=...`) would label trials with what was not
+    trained: refuse before the first trial, naming both."""
+    if group_yaml in seen:
+        masking = [o for o in base if o.lstrip("+~").split("=", 1)[0].startswith(f"{p.path}.")]
+        raise ConfigError(f"sweep.space.{p.name}", [seen[group_yaml], choice],
+                          f"these choices of {p.path} compose to the same config"
+                          + (f" because the override {', '.join(masking)} replaces what they set" if masking else "")
+                          + ": every such trial would train the same thing under another name",
+                          f"Remove the override{'s' if len(masking) > 1 else ''} or the parameter "
+                          f"(~sweep.space.{p.name}).")
+    seen[group_yaml] = choice
+
+
+def fingerprint_parts(cfg: DictConfig, base_cfg: DictConfig, settings: Settings) -> dict[str, Any]:
     """What makes trials comparable: the search space, the base config and the objective."""
     sp = {k: v for k, v in mapping(cfg.sweep.space).items() if v is not None}
-    return {**flat_params(OmegaConf.create({"space": sp})), **flat_params(base_cfg), "objective": st.metric}
+    return {**flat_params(OmegaConf.create({"space": sp})), **flat_params(base_cfg), "objective": settings.metric}
 
 
 class Sweep:
-    """One process's view of a sweep: settings, study, tracking, and its worker."""
+    """One process's view of a sweep: settings, study, its recording, and its worker."""
 
     def __init__(self, cfg: DictConfig, overrides: Sequence[str], worker_index: int | None = None) -> None:
         self.cfg = cfg
         self.coordinator = worker_index is None
-        st = self.st = settings(cfg)
+        settings = self.settings = read_settings(cfg)
+        tracking = schema.tracking(cfg.tracking)
         base = without_group(overrides, "sweep")  # what shapes every trial's config
         choices = dict(compose(base, hydra_node=True).hydra.runtime.choices)
-        self.configs = Configs(base, st.space)
-        self.baseline = check_space(st, self.configs, choices)
+        self.configs = Configs(base, settings.space)
+        self.baseline = check_space(settings, self.configs, choices)
         self.base_cfg = self.configs.composed()
-        self.storage = studies.open_storage(st.storage)
-        self.tracker = Tracker(cfg.tracking.uri, st.experiment)  # both stores open (or refused) before any write
-        index = worker_index or 0
-        self.parts = fingerprint_parts(cfg, self.base_cfg, st)
+        self.storage = studies.open_storage(settings.storage)
+        self.parts = fingerprint_parts(cfg, self.base_cfg, settings)
         self.study = studies.open_study(
-            self.storage, st.study_name, self.parts, create=self.coordinator,
-            direction=st.direction, sampler=make_sampler(st, index), pruner=make_pruner(st), baseline=self.baseline)
-        self.parent = self.open_parent() if self.coordinator else self.find_parent()
-        self.worker = Worker(st, self.configs, self.storage, self.study, self.tracker, self.parent)
-        if st.timeout:
-            self.worker.deadline = time.monotonic() + st.timeout
+            self.storage, settings.study_name, self.parts, create=self.coordinator, direction=settings.direction,
+            sampler=make_sampler(settings, worker_index or 0), pruner=make_pruner(settings), baseline=self.baseline,
+            base_overrides=base)
+        self.parent_key = str(self.study.user_attrs.get("nnexp.parent_key") or f"sweep:{self.study.study_name}")
+        self.rec = Recording(tracking["uri"])
+        if self.coordinator:
+            self.rec.write(self.parent_record())
+        self.worker = Worker(settings, self.configs, self.storage, self.study, self.rec, self.parent_key)
+        if settings.timeout:
+            self.worker.deadline = time.monotonic() + settings.timeout
 
     def settings_tags(self) -> dict[str, str]:
-        st = self.st
-        return {"sweep.n_trials": str(st.n_trials), "sweep.population": str(st.population),
-                "sweep.workers": str(st.workers), "sweep.sampler": f"{st.sampler['name']} (seed {st.seed})",
-                "sweep.pruner": st.pruner["name"], "optuna.storage": studies.describe(st.storage),
-                "optuna.study": st.study_name, "sweep.metric": f"{st.metric} ({st.direction})"}
+        settings = self.settings
+        return {"sweep.n_trials": str(settings.n_trials), "sweep.population": str(settings.population),
+                "sweep.workers": str(settings.workers),
+                "sweep.sampler": f"{settings.sampler['name']} (seed {settings.seed})",
+                "sweep.pruner": settings.pruner["name"], "optuna.storage": studies.describe(settings.storage),
+                "optuna.study": settings.study_name, "sweep.metric": f"{settings.metric} ({settings.direction})"}
 
-    def open_parent(self) -> str:
-        """The sweep's MLflow parent run: reopened when resuming, else created (its id kept in the study)."""
-        client = self.tracker.client
-        rid = self.study.user_attrs.get("nnexp.parent_run_id")
-        if rid:
-            try:
-                if client.get_run(rid).info.experiment_id == self.tracker.experiment_id:
-                    client.update_run(rid, status="RUNNING")
-                    self.tracker.log(rid, tags=self.settings_tags())
-                    return rid
-            except MlflowException:
-                pass  # the study is resumed against another tracking store: start a parent run there
-        rid = self.tracker.start(f"sweep-{self.st.study_name}", {"nnexp.kind": "sweep", **self.settings_tags()})
-        self.tracker.log(rid, params=self.parts)  # the base config, the space and the objective
+    def parent_record(self) -> dict[str, Any]:
+        """The sweep's MLflow parent run, created on the first start and reopened on every resume (by its
+        key, kept in the study): the base config, the space and the objective as params."""
         text = OmegaConf.to_yaml(OmegaConf.create({"sweep": mapping(self.cfg.sweep), **mapping(self.base_cfg)}))
-        self.tracker.log_text(rid, text, "sweep.yaml")
-        self.study.set_user_attr("nnexp.parent_run_id", rid)
-        return rid
+        return records.run(self.parent_key, self.settings.experiment, name=f"sweep {self.settings.study_name}",
+                           tags={"nnexp.kind": "sweep", **self.settings_tags(), **records.provenance()},
+                           params=self.parts, texts={"sweep.yaml": text}, start_ms=records.now_ms(), resume=True)
 
-    def find_parent(self) -> str:
-        rid = str(self.study.user_attrs.get("nnexp.parent_run_id"))
-        try:
-            self.tracker.client.get_run(rid)
-        except (MlflowException, TypeError):
-            raise ConfigError("tracking.uri", self.tracker.uri, f"the sweep's parent run {rid} is not in this tracking "
-                              "store; point MLFLOW_TRACKING_URI at the store the sweep records to") from None
-        return rid
+    def end_parent(self, status: str, reason: str = "", **fields: Any) -> None:
+        tags = {**fields.pop("tags", {}), **({"nnexp.failure_reason": reason[:5000]} if reason else {})}
+        self.rec.write(records.run(self.parent_key, self.settings.experiment, tags=tags, status=status,
+                                   end_ms=records.now_ms(), **fields))
 
     def unfinished(self) -> dict[str, int]:
-        c = studies.counts(self.study, self.st.n_trials)
-        c["NOT_ASKED"] = self.st.n_trials - sum(c.values())
+        c = studies.counts(self.study, self.settings.n_trials)
+        c["NOT_ASKED"] = self.settings.n_trials - sum(c.values())
         return c
 
     def finish_leftovers(self, poll: float = 1.0) -> None:
         """Run what is left of the budget: trials put back by interrupted or dead workers, trials not
-        asked yet; wait for trials other live workers (other machines) are still running."""
+        asked yet; wait for trials other live workers (other machines) are still running, saying so."""
+        said = False
         while not self.worker.out_of_time():
             check()
-            studies.reclaim_stale(self.storage, self.study, self.st.heartbeat["grace"])
+            studies.reclaim_stale(self.storage, self.study, self.settings.heartbeat["grace"])
             c = self.unfinished()
             if c["WAITING"] or c["NOT_ASKED"]:
                 self.worker.run()
             elif c["RUNNING"]:
+                if not said:
+                    said = True
+                    sys.stderr.write(studies.waiting_message(self.study, self.settings.heartbeat["grace"]) + "\n")
                 time.sleep(poll)
             else:
                 return
 
 
-def spawn_workers(n: int, overrides: Sequence[str]) -> list[subprocess.Popen]:
-    """n worker processes sharing the study (threads would not help NumPy on arrays this small)."""
-    env = {**os.environ, "CI": os.environ.get("CI", "1")}  # workers stay quiet; the coordinator reports
+def spawn_workers(n: int, overrides: Sequence[str], rec: Recording) -> list[subprocess.Popen]:
+    """n worker processes sharing the study (threads would not help NumPy on arrays this small); their
+    records go to this command's recorder."""
+    env = {**rec.env(), "CI": os.environ.get("CI", "1")}  # workers stay quiet; the coordinator reports
     return [subprocess.Popen([sys.executable, str(SCRIPT), f"--worker={i}", *overrides], env=env)
             for i in range(1, n + 1)]
 
@@ -163,18 +179,8 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
 
 
 STOPPED = ("Trials in progress went back to WAITING (any the Optuna storage refused are re-run once "
-           "sweep.heartbeat.grace seconds have passed); runs not recorded whole were ended FAILED where the tracking "
-           "store allowed it, and are replaced when their trials run again.")
-
-
-def run(cfg: DictConfig, overrides: Sequence[str], worker_index: int | None = None,
-        on_population: Callable[[Worker], None] | None = None):
-    """A whole sweep (coordinator) or one worker's share of it. Returns the coordinator's summary."""
-    try:
-        return _run(cfg, overrides, worker_index, on_population)
-    except Exception as e:  # a store that refuses writes (full, read-only) while the sweep starts
-        faults.explain(e, stores(cfg), "No trial was run.")
-        raise
+           "sweep.heartbeat.grace seconds have passed); their records wait in the spool and are recorded by the "
+           "next nnexp command once the store takes them.")
 
 
 def stores(cfg: DictConfig) -> dict[str, tuple[str, str]]:
@@ -183,37 +189,49 @@ def stores(cfg: DictConfig) -> dict[str, tuple[str, str]]:
             "mlflow": ("tracking.uri", resolve_uri(cfg.tracking.get("uri")))}
 
 
+def run(cfg: DictConfig, overrides: Sequence[str], worker_index: int | None = None,
+        on_population: Callable[[Worker], None] | None = None):
+    """A whole sweep (coordinator) or one worker's share of it. Returns the coordinator's summary. A store
+    that refuses writes (full, read-only) ends it with one paragraph naming the store (StoreError)."""
+    studies.quiet_optuna()
+    try:
+        return _run(cfg, overrides, worker_index, on_population)
+    except Exception as e:
+        faults.explain(e, stores(cfg), STOPPED)
+        raise
+
+
 def _run(cfg: DictConfig, overrides: Sequence[str], worker_index: int | None,
          on_population: Callable[[Worker], None] | None):
-    from nnexp.sweeps.report import summarize
-
-    sw = Sweep(cfg, overrides, worker_index)
-    sw.worker.on_population = on_population
-    if not sw.coordinator:
+    sweep = Sweep(cfg, overrides, worker_index)
+    sweep.worker.on_population = on_population
+    if not sweep.coordinator:
         try:
-            sw.worker.run()
-        except Exception as e:
-            faults.explain(e, stores(cfg), STOPPED)
-            raise
+            sweep.worker.run()
+        finally:
+            sweep.rec.finish()
         return None
-    procs = spawn_workers(sw.st.workers - 1, overrides) if sw.st.workers > 1 else []
+    procs = spawn_workers(sweep.settings.workers - 1, overrides, sweep.rec) if sweep.settings.workers > 1 else []
     try:
-        sw.worker.run()
+        sweep.worker.run()
         for p in procs:
             p.wait()
-        sw.finish_leftovers()
-        summary = summarize(sw)
+        sweep.finish_leftovers()
+        from nnexp.sweeps.report import summarize
+
+        summary = summarize(sweep)
+        sweep.rec.finish()
+        summary.parent_run = sweep.rec.run_ids.get(sweep.parent_key, "")
+        return summary
     except BaseException as e:
+        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        reason = str(e) if isinstance(e, SweepError) else "interrupted" if status == "KILLED" else \
+            f"{type(e).__name__}: {e}"
         stop_workers(procs)
-        status, reason = ("FAILED", str(e) if isinstance(e, SweepError) else f"{type(e).__name__}: {e}") \
-            if isinstance(e, Exception) else ("KILLED", "interrupted")
-        # a store that refused a write may refuse these too: then the fault is reported, not them
-        faults.best_effort(e, lambda: sw.tracker.log(sw.parent, tags={"nnexp.failure_reason": reason[:5000]}))
-        ended = faults.best_effort(e, lambda: sw.tracker.end(sw.parent, status))
-        faults.explain(e, stores(cfg), STOPPED + (f" The sweep's parent run was ended {status}." if ended else
-                                                  " The sweep's parent run could not be ended: it shows RUNNING "
-                                                  "until the sweep is run again."))
+        if sweep.rec.error and sweep.rec.status != "ready":  # the store never opened: nothing of it is recorded
+            sweep.rec.discard()
+            raise
+        sweep.end_parent(status, reason)
+        with contextlib.suppress(RecordingError):
+            sweep.rec.finish()
         raise
-    stop_workers(procs)
-    sw.tracker.end(sw.parent, "FINISHED")
-    return summary

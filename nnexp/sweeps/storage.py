@@ -17,36 +17,39 @@ trials in final states however many workers ask at once.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import socket
-import sys
 import threading
 import time
+import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import TrialState
 
 from nnexp import faults
-from nnexp.errors import ConfigError, StoreError
+from nnexp.errors import ConfigError
 from nnexp.interrupts import deferred
 from nnexp.paths import project_root
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-warnings.filterwarnings("ignore", message="The reported value is ignored")  # a re-run trial reports again
+from nnexp.sweeps.journal import open_journal
 
 HEARTBEAT = "nnexp:heartbeat"
 RECLAIMED = "nnexp:reclaimed"
 WORKER = "nnexp:worker"
 DEFAULT_JOURNAL = "optuna-journal.log"
+
+
+def quiet_optuna() -> None:
+    """Optuna's progress logs and its experimental-feature and re-report warnings off (the sweep command
+    calls it; importing this module changes nothing)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="The reported value is ignored")  # a re-run trial reports again
 
 
 def open_storage(url: str | None) -> optuna.storages.BaseStorage:
@@ -76,170 +79,6 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
                           f"{str(e).splitlines()[0][:300]})") from None
 
 
-class Journal(JournalFileBackend):
-    """Optuna's journal file, with every append whole or not at all.
-
-    Optuna's own append (one write, then fsync) leaves the bytes a full disk let through; the next
-    append then lands on that torn record and the journal is unreadable from there on (reproduced:
-    `'_last_created_trial_id_by_this_process'`, then JSONDecodeError on every run). Here a failed or
-    interrupted append is cut off again before the lock is released, and an append that finds a torn
-    record left by a writer that died mid-write sets it aside first (`set_aside`)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock = JournalFileSymlinkLock(str(path))  # Optuna's default lock: workers without nnexp's code agree
-        super().__init__(str(path), lock_obj=self.lock)
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode()
-        with locked(self.lock):
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
-            try:
-                end = os.fstat(fd).st_size
-                if end and os.pread(fd, 1, end - 1) != b"\n":  # a writer died mid-record: its bytes go
-                    size, tail = _tail(self.path, 1)
-                    set_aside(self.path, size - len(tail.rsplit(b"\n", 1)[-1]))
-                    end = os.fstat(fd).st_size
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                except BaseException as e:
-                    os.ftruncate(fd, end)  # the partial record goes; the caller sees the write fail
-                    if isinstance(e, OSError):
-                        raise OSError(e.errno, e.strerror, str(self.path)) from e
-                    raise
-            finally:
-                os.close(fd)
-
-
-def open_journal(path: Path) -> optuna.storages.JournalStorage:
-    """The journal at `path` (created if missing), its torn last record cut off first. A torn record
-    with records after it is refused: Optuna cannot read past it, and cutting there is the user's call."""
-    from optuna.storages import JournalStorage
-
-    store = f"journal:{path}"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        faults.writable(path, "sweep.storage", "Optuna journal")
-        journal = Journal(path)
-        cut_torn_tail(path, journal.lock)
-        faults.reserve(path)
-    except OSError as e:
-        faults.explain(e, {"optuna": ("sweep.storage", store)}, "Nothing was written.")
-        raise
-    try:
-        return JournalStorage(journal)
-    except ValueError:  # json.JSONDecodeError: a record Optuna cannot decode, with records after it
-        bad = first_bad_record(path)
-        if bad is None:
-            raise
-        raise torn_in_the_middle(path, *bad) from None
-
-
-@contextlib.contextmanager
-def locked(lock: JournalFileSymlinkLock) -> Iterator[None]:
-    """Hold the journal's lock: the one Optuna's append takes, so no worker appends meanwhile."""
-    lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _whole(line: bytes) -> bool:
-    try:
-        return isinstance(json.loads(line), dict)
-    except ValueError:
-        return False
-
-
-def _tail(path: Path, newlines: int) -> tuple[int, bytes]:
-    """The file's size, and its end back to `newlines` newlines before it (or to its start)."""
-    with open(path, "rb") as f:
-        size = start = f.seek(0, os.SEEK_END)
-        tail = b""
-        while start > 0 and tail.count(b"\n") < newlines:  # records of any length
-            step = min(start, 1 << 16)
-            start -= step
-            f.seek(start)
-            tail = f.read(step) + tail
-    return size, tail
-
-
-def torn_from(path: Path) -> int | None:
-    """Where the journal's torn last record starts: one that does not end with a newline, or is not a
-    JSON object. None when the last record is whole, or when the one before it is not whole either
-    (the damage is not only at the end: Optuna refuses to read it, and `first_bad_record` says where)."""
-    size, tail = _tail(path, 3)
-    if not size:
-        return None
-    lines = tail.split(b"\n")  # the last item follows the last newline: b"" when the file ends with one
-    if lines[-1] == b"" and _whole(lines[-2]):
-        return None
-    cut = size - len(lines[-1] or lines[-2] + b"\n")
-    if cut == 0:
-        return 0
-    before = lines[-2] if lines[-1] else lines[-3]
-    return cut if _whole(before) else None
-
-
-def cut_torn_tail(path: Path, lock: JournalFileSymlinkLock) -> None:
-    """Cut a torn last record off the journal, under the journal's lock so that no worker appends
-    meanwhile; the torn bytes are kept beside it (`<name>.torn-<time>`) and one line says so."""
-    if torn_from(path) is None:  # the common case, read without the lock: the last record is whole
-        return
-    with locked(lock):
-        cut = torn_from(path)  # again, under the lock: a worker may have finished writing it meanwhile
-        if cut is not None:
-            set_aside(path, cut)
-
-
-def set_aside(path: Path, cut: int) -> None:
-    """Move the journal's bytes from `cut` on into `<name>.torn-<time>-<pid>` (call under its lock)."""
-    size = path.stat().st_size
-    aside = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-    with open(path, "rb") as f:
-        f.seek(cut)
-        torn = f.read()
-    try:
-        with open(aside, "xb") as out:
-            out.write(torn)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:  # no room even for these bytes: the journal stays as it was
-        aside.unlink(missing_ok=True)
-        raise
-    os.truncate(path, cut)
-    print(f"journal {path}: its last record was torn (a crash or a full disk while it was written); cut off at "
-          f"byte {cut}, the end of the last whole record ({size - cut} torn bytes kept in {aside.name})",
-          file=sys.stderr)
-
-
-def first_bad_record(path: Path) -> tuple[int, int, int] | None:
-    """(index, byte offset, records after it) of the journal's first record Optuna cannot decode."""
-    offset = 0
-    with open(path, "rb") as f:
-        for index, line in enumerate(f):
-            if not (line.endswith(b"\n") and _whole(line)):
-                return index, offset, sum(1 for _ in f)
-            offset += len(line)
-    return None
-
-
-def torn_in_the_middle(path: Path, index: int, offset: int, after: int) -> StoreError:
-    records = f"{after} record{'' if after == 1 else 's'}"
-    return StoreError("sweep.storage", f"journal:{path}", (
-        f"record {index + 1} of the journal {path}, at byte {offset}, is not a whole record, and Optuna cannot "
-        f"read it or the {records} after it. Nothing was changed. If it was torn by a crash or a full disk and "
-        "then written after (nnexp did that before it cut torn records off), no worker ever read past it "
-        "either, and cutting the file there gives the study back as the workers last saw it: "
-        f"`cp {path} {path}.bak && truncate -s {offset} {path}`, then run the same command again (trials "
-        "recorded after that point are run again). If the file was damaged otherwise (a disk error), the cut "
-        "loses those records: move the file aside and start the study again instead."))
-
-
 def describe(url: str | None) -> str:
     return redact(url) if url else f"journal:{project_root() / DEFAULT_JOURNAL}"
 
@@ -266,7 +105,7 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 8) -> l
 
 def open_study(storage, name: str, parts: Mapping[str, Any], *, create: bool, direction: Any,
                sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner,
-               baseline: Mapping[str, Any] | None = None) -> optuna.Study:
+               baseline: Mapping[str, Any] | None = None, base_overrides: Sequence[str] = ()) -> optuna.Study:
     """Load study `name` (checking it was started with the same search space and base config), or
     create it with the baseline enqueued as trial 0."""
     try:
@@ -278,6 +117,10 @@ def open_study(storage, name: str, parts: Mapping[str, Any], *, create: bool, di
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                     direction=direction, load_if_exists=True)
         if "nnexp.fingerprint" not in study.user_attrs:  # not created by a concurrent worker
+            uid = uuid.uuid4().hex
+            study.set_user_attr("nnexp.uid", uid)  # names the sweep's records (MLflow runs) across stores
+            study.set_user_attr("nnexp.parent_key", f"sweep:{uid}")
+            study.set_user_attr("nnexp.base_overrides", list(base_overrides))  # to train its trials again
             study.set_user_attr("nnexp.parts", dict(parts))
             study.set_user_attr("nnexp.fingerprint", fingerprint(parts))
             if baseline is not None:
@@ -291,17 +134,17 @@ def open_study(storage, name: str, parts: Mapping[str, Any], *, create: bool, di
     return study
 
 
-def study_id(storage, study: optuna.Study) -> int:
+def id_of_study(storage, study: optuna.Study) -> int:
     return storage.get_study_id_from_name(study.study_name)
 
 
-def put_back(storage, sid: int, numbers: Iterable[int], reclaimed: bool = False) -> None:
+def put_back(storage, study_id: int, numbers: Iterable[int], reclaimed: bool = False) -> None:
     """Return RUNNING trials to WAITING: they keep their parameters and the next `ask` re-runs them.
 
     `reclaimed` marks trials taken from a worker that died: it may have left a half-written MLflow run,
     which the re-run replaces."""
     for n in numbers:
-        tid = storage.get_trial_id_from_study_id_trial_number(sid, n)
+        tid = storage.get_trial_id_from_study_id_trial_number(study_id, n)
         if storage.get_trial(tid).state == TrialState.RUNNING:
             if reclaimed:
                 storage.set_trial_system_attr(tid, RECLAIMED, True)
@@ -309,15 +152,39 @@ def put_back(storage, sid: int, numbers: Iterable[int], reclaimed: bool = False)
 
 
 def reclaim_stale(storage, study: optuna.Study, grace: float) -> list[int]:
-    """Put back RUNNING trials whose last heartbeat (or start) is older than `grace` seconds."""
+    """Put back RUNNING trials whose worker is gone: a process of this machine that no longer exists at
+    once, any other once its last heartbeat (or start) is older than `grace` seconds."""
     now = time.time()
     stale = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         last = t.system_attrs.get(HEARTBEAT) or (t.datetime_start.timestamp() if t.datetime_start else now)
-        if now - float(last) > grace:
+        if now - float(last) > grace or _dead_here(t.system_attrs.get(WORKER, "")):
             stale.append(t.number)
-    put_back(storage, study_id(storage, study), stale, reclaimed=True)
+    put_back(storage, id_of_study(storage, study), stale, reclaimed=True)
     return stale
+
+
+def _dead_here(worker: str) -> bool:
+    """`host:pid` names a process of this machine that no longer runs (a reused pid reads as alive, and
+    then the heartbeat's grace decides)."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def waiting_message(study: optuna.Study, grace: float) -> str:
+    """What a worker waits for when the budget's last trials are held by other workers."""
+    held = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    owners = sorted({str(t.system_attrs.get(WORKER, "an unknown worker")) for t in held})
+    return (f"waiting for {len(held)} trial(s) that other workers hold ({', '.join(owners)}); if a worker is dead, "
+            f"its trials come back {grace:g} s after its last heartbeat (sweep.heartbeat.grace) and are re-run here")
 
 
 class Heartbeat:

@@ -1,122 +1,123 @@
-"""`make sweep`: Optuna searches the config space; every trial is an Optuna trial and an MLflow child run.
+"""One process's share of a sweep: ask a population of trials, train it, record each trial.
 
-A worker asks Optuna for a *population* of P trials, builds each trial's config (composed once per
-choice of config groups, sampled values set on a copy), trains the population in as few passes of
-the replica axis as its structure allows (`nnexp.population`), reports each member's validation
-curve to its own trial (a pruned member leaves the pass), and records each member as it ends. P = 1
-is the classic one-trial-at-a-time sweep.
+    Worker.run():  reclaim trials of dead workers -> ask P trials (Asker) -> train them in as few
+                   passes of the replica axis as their structures allow, each member reporting its
+                   validation curve to its own trial (Pruner) -> record each member as it ends (TrialLog)
+
+Recording a trial is one record in the spool (its MLflow child run, which the recorder writes on the
+other core) and then its Optuna `tell`: a trial never counts as done before its record is written.
+P = 1 is the classic one-trial-at-a-time sweep. Where the time goes is timed per phase (`Phases`);
+recording the trials is `nnexp.sweeps.trial_log`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import optuna
-from omegaconf import DictConfig
 
 from nnexp import faults, population
-from nnexp.config import ConfigCache, flat_params
-from nnexp.engine.loop import COMPLETED, DIVERGED, PRUNED, STOPPED, Callback, ReplicaResult
+from nnexp.engine.loop import Callback, ReplicaResult
 from nnexp.errors import ConfigError
 from nnexp.interrupts import check, deferred
-from nnexp.plan import Plan
+from nnexp.recording import Recording
 from nnexp.sweeps import space
 from nnexp.sweeps import storage as studies
 from nnexp.sweeps.settings import Settings
-from nnexp.tracking import Tracker, curve_metrics, final_points
+from nnexp.sweeps.trial_log import Member, Phases, SweepError, TrialLog
+from nnexp.sweeps.trials import Configs
 
 TrialState = optuna.trial.TrialState
 
 
-class SweepError(RuntimeError):
-    """A sweep that cannot go on (too many failures in a row): the message says why."""
+class Asker:
+    """Asks the study for up to P trials of its budget and builds each one's plan."""
+
+    def __init__(self, settings: Settings, configs: Configs, storage: Any, study: optuna.Study, phases: Phases) -> None:
+        self.settings, self.configs, self.storage, self.study, self.phases = settings, configs, storage, study, phases
+        self.study_id = studies.id_of_study(storage, study)  # fixed for the study's life
+
+    def ask(self) -> list[Member]:
+        members: list[Member] = []
+        try:
+            while len(members) < self.settings.population:
+                with self.phases("optuna"), deferred():  # a trial is asked and given its values, or not at all
+                    trial = self.study.ask()
+                    if trial.number >= self.settings.n_trials:  # beyond the budget: leave it for a larger n_trials
+                        studies.put_back(self.storage, self.study_id, [trial.number])
+                        break
+                    values = space.suggest(trial, self.settings.space)
+                    tid = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+                    m = Member(trial, values, tid, baseline=bool(trial.user_attrs.get("nnexp.baseline")),
+                               reclaimed=bool(self.storage.get_trial_system_attrs(tid).get(studies.RECLAIMED)))
+                    members.append(m)
+                with self.phases("config"):
+                    self.build(m)
+        except BaseException as e:
+            faults.best_effort(e, lambda: studies.put_back(self.storage, self.study_id,
+                                                           [m.trial.number for m in members]))
+            raise
+        return members
+
+    def build(self, m: Member) -> None:
+        try:
+            plan, m.params = self.configs.trial(m.values)
+            m.plan = replace(plan, eval_every=self.settings.eval_every)
+        except ConfigError as e:
+            m.error = f"invalid trial config: {e}"
 
 
-class Configs(ConfigCache):
-    """Trial configs: the base overrides plus a trial's group choices, composed once per distinct
-    choice (Hydra compose costs ~50 ms), then the sampled values set on a copy (~1 ms)."""
+class Pruner(Callback):
+    """Reports each member's objective to its own trial every `interval` epochs and stops the members
+    Optuna says to prune; hands each member to `finish` as it ends."""
 
-    def __init__(self, base_overrides: Sequence[str], params: Sequence[space.Param]) -> None:
-        super().__init__(base_overrides)
-        self.params = list(params)
-
-    def config(self, values: Mapping[str, Any]) -> DictConfig:
-        return space.apply_values(self.composed(space.group_overrides(self.params, values)), self.params, values)
-
-
-@dataclass
-class Member:
-    trial: optuna.Trial
-    values: dict[str, Any]
-    cfg: DictConfig | None = None
-    plan: Plan | None = None
-    error: str = ""
-    baseline: bool = False
-    trial_id: int = -1  # the storage's id of the trial (set when its population starts)
-
-
-class Reporter(Callback):
-    """Reports each member's objective to its own trial every `interval` epochs and prunes the
-    members Optuna says to stop; hands each member to `finish` as it ends."""
-
-    def __init__(self, members: list[Member], metric: str, interval: int, prune: bool, finish,
-                 timing: dict[str, float]) -> None:
-        self.members, self.metric, self.interval, self.prune = members, metric, interval, prune
-        self.finish, self.timing = finish, timing
+    def __init__(self, members: list[Member], settings: Settings, finish: Any, phases: Phases) -> None:
+        self.members, self.metric, self.finish, self.phases = members, settings.metric, finish, phases
+        self.interval, self.prune = int(settings.pruner["interval"]), settings.pruner["name"] != "none"
 
     def on_epoch_end(self, epoch: int, replicas: np.ndarray, metrics: dict[str, np.ndarray]) -> list[int]:
         if not self.prune or (epoch + 1) % self.interval:
             return []
-        t0 = time.perf_counter()
         stop = []
-        values = metrics[self.metric]
-        for i, r in enumerate(replicas):
-            trial = self.members[int(r)].trial
-            trial.report(float(values[i]), epoch)
-            if trial.should_prune():
-                stop.append(int(r))
-        self.timing["optuna"] += time.perf_counter() - t0
+        with self.phases("optuna"):
+            for value, r in zip(metrics[self.metric].tolist(), replicas.tolist(), strict=True):
+                trial = self.members[r].trial
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    stop.append(r)
         return stop
 
     def on_replica_end(self, replica: int, result: ReplicaResult) -> None:
         self.finish(self.members[replica], result)
 
 
-@dataclass
 class Worker:
-    """One process's share of a sweep: asks populations until the study's budget is used up."""
+    """Asks populations until the study's budget is used up (or the deadline passes)."""
 
-    st: Settings
-    configs: Configs
-    storage: Any
-    study: optuna.Study
-    tracker: Tracker
-    parent_run: str
-    on_population: Any = None  # called after each population with the worker
-    deadline: float | None = None  # time.monotonic() after which no new population is asked
-    failures_in_row: int = 0
-    populations: int = 0
-    timing: dict[str, float] = field(default_factory=lambda: {"train": 0.0, "optuna": 0.0, "mlflow": 0.0,
-                                                                "config": 0.0})
-
-    def __post_init__(self) -> None:
-        self.sid = studies.study_id(self.storage, self.study)  # fixed for the study's life
+    def __init__(self, settings: Settings, configs: Configs, storage: Any, study: optuna.Study, rec: Recording,
+                 parent_key: str) -> None:
+        self.settings, self.storage, self.study = settings, storage, study
+        self.phases = Phases()
+        self.asker = Asker(settings, configs, storage, study, self.phases)
+        self.log = TrialLog(settings, study, rec, parent_key, self.phases)
+        self.on_population: Any = None  # called after each population with the worker
+        self.deadline: float | None = None  # time.monotonic() after which no new population is asked
+        self.populations = 0
 
     def run(self) -> None:
         while not self.out_of_time():
             check()
-            studies.reclaim_stale(self.storage, self.study, self.st.heartbeat["grace"])
-            members = self.ask()
+            with self.phases("optuna"):
+                studies.reclaim_stale(self.storage, self.study, self.settings.heartbeat["grace"])
+            members = self.asker.ask()
             if not members:
                 return
-            self.train(members)
+            self.train_population(members)
             self.populations += 1
             if self.on_population:
                 self.on_population(self)
@@ -124,173 +125,43 @@ class Worker:
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
-    def ask(self) -> list[Member]:
-        """Up to P trials of the budget, each with its config built and validated."""
-        members: list[Member] = []
-        sid = self.sid
-        try:
-            while len(members) < self.st.population:
-                t0 = time.perf_counter()
-                with deferred():  # a trial is asked and given its parameters, or not asked at all
-                    trial = self.study.ask()
-                    beyond = trial.number >= self.st.n_trials
-                    if beyond:  # beyond the budget: leave it for a larger n_trials
-                        studies.put_back(self.storage, sid, [trial.number])
-                    else:
-                        values = space.suggest(trial, self.st.space)
-                        members.append(Member(trial, values, baseline=bool(trial.user_attrs.get("nnexp.baseline"))))
-                t1 = time.perf_counter()
-                self.timing["optuna"] += t1 - t0
-                if beyond:
-                    break
-                m = members[-1]
-                try:
-                    m.cfg = self.configs.config(m.values)
-                    m.plan = replace(self.configs.plan(m.cfg), eval_every=self.st.eval_every)
-                except ConfigError as e:
-                    m.error = f"invalid trial config: {e}"
-                self.timing["config"] += time.perf_counter() - t1
-        except BaseException as e:
-            faults.best_effort(e, lambda: studies.put_back(self.storage, sid, [m.trial.number for m in members]))
-            raise
-        return members
-
-    def train(self, members: list[Member]) -> None:
+    def train_population(self, members: list[Member]) -> None:
         label = f"{socket.gethostname()}:{os.getpid()}:{self.populations}"
-        start_ms = int(time.time() * 1000)
-        open_ = {m.trial.number for m in members}
+        self.log.start(label, members)
         ok = [m for m in members if m.plan is not None]
-        sid = self.sid
-        for m in members:
-            m.trial_id = self.storage.get_trial_id_from_study_id_trial_number(sid, m.trial.number)
         try:
-            with studies.Heartbeat(self.storage, [m.trial_id for m in members], self.st.heartbeat["interval"]):
+            with studies.Heartbeat(self.storage, [m.trial_id for m in members], self.settings.heartbeat["interval"]):
                 for m in members:
                     if m.plan is None:
-                        self.finish(m, None, label, start_ms, open_)
-                prune = self.st.pruner["name"] != "none"
-
-                def callbacks(idx: list[int]) -> list[Callback]:
-                    group = [ok[i] for i in idx]
-                    return [Reporter(group, self.st.metric, int(self.st.pruner["interval"]), prune,
-                                     lambda m, r: self.finish(m, r, label, start_ms, open_), self.timing)]
-
-                t0 = time.perf_counter()
-                outer = {k: self.timing[k] for k in ("optuna", "mlflow")}
-                try:
-                    population.train([m.plan for m in ok], callbacks)  # type: ignore[misc]
-                except SweepError:
-                    raise
-                except Exception as e:  # a bug or an unforeseen numerical fault: these trials fail, the sweep goes on
-                    if faults.cause(e):  # a store that refuses writes is no fault of the trials: the sweep stops
-                        raise
-                    reason = f"training raised {type(e).__name__}: {e}"
-                    for m in ok:
-                        if m.trial.number in open_:
-                            m.error = reason
-                            self.finish(m, None, label, start_ms, open_)
-                inside = sum(self.timing[k] - outer[k] for k in outer)
-                self.timing["train"] += time.perf_counter() - t0 - inside
+                        self.log.finish(m, None)
+                self.train_passes(ok)
         except BaseException as e:
             # interrupted, or a store refused a write: the members not yet recorded go back to WAITING, to be
-            # re-run by the next ask; after a store fault marked reclaimed, so that the re-run drops a run of
-            # theirs left half-written (if the Optuna storage refuses this too, they are reclaimed once stale)
+            # re-run by the next ask (after a store fault marked reclaimed: a record of theirs may be half
+            # written; if the Optuna storage refuses this too, they are reclaimed once stale)
             fault = faults.cause(e) is not None
-            faults.best_effort(e, lambda: studies.put_back(self.storage, sid, sorted(open_), reclaimed=fault))
+            faults.best_effort(e, lambda: studies.put_back(self.storage, self.asker.study_id, sorted(self.log.open),
+                                                           reclaimed=fault))
+            faults.best_effort(e, self.log.sync)
             raise
-        studies.put_back(self.storage, sid, sorted(open_))
+        studies.put_back(self.storage, self.asker.study_id, sorted(self.log.open))
+        self.log.sync()
 
-    def finish(self, m: Member, result: ReplicaResult | None, label: str, start_ms: int, open_: set[int]) -> None:
-        """Record one member: its MLflow child run, then its Optuna trial's end (never half of it)."""
-        with deferred():
-            t0 = time.perf_counter()
-            state, value, reason = self.outcome(m, result)
-            run_id = self.log_child(m, result, state, reason, label, start_ms)
-            t1 = time.perf_counter()
-            attrs: dict[str, Any] = {"mlflow_run_id": run_id, "population": label}
-            if result is not None:
-                attrs["epochs"] = result.epochs
-            if result is not None and result.final:
-                attrs["metrics"] = {k: v for k, v in result.final.items() if math.isfinite(v)}
-            if reason:
-                attrs["failure_reason"] = reason
-            m.trial.set_user_attr("nnexp", attrs)
-            self.study.tell(m.trial, value if state == TrialState.COMPLETE else None, state=state,
-                            skip_if_finished=True)
-            open_.discard(m.trial.number)
-            self.timing["mlflow"] += t1 - t0
-            self.timing["optuna"] += time.perf_counter() - t1
-        self.failures_in_row = self.failures_in_row + 1 if state == TrialState.FAIL else 0
-        if self.failures_in_row >= self.st.max_failures_in_row:
-            raise SweepError(f"{self.failures_in_row} trials failed in a row (sweep.max_failures_in_row = "
-                             f"{self.st.max_failures_in_row}); the last: {reason}")
+    def train_passes(self, ok: list[Member]) -> None:
+        def callbacks(idx: list[int]) -> list[Callback]:
+            return [Pruner([ok[i] for i in idx], self.settings, self.log.finish, self.phases)]
 
-    def outcome(self, m: Member, result: ReplicaResult | None) -> tuple[TrialState, float | None, str]:
-        if result is None:
-            return TrialState.FAIL, None, m.error
-        if result.status == DIVERGED:
-            return TrialState.FAIL, None, result.reason
-        if result.status == PRUNED:
-            return TrialState.PRUNED, None, ""
-        assert result.status in (COMPLETED, STOPPED)
-        value = result.final.get(self.st.metric, math.nan)
-        if not math.isfinite(value):
-            return TrialState.FAIL, None, f"the objective {self.st.metric} is undefined ({value})"
-        return TrialState.COMPLETE, value, ""
-
-    def log_child(self, m: Member, result: ReplicaResult | None, state: TrialState, reason: str, label: str,
-                  start_ms: int) -> str:
-        n = m.trial.number
-        tags: dict[str, Any] = {"nnexp.kind": "trial", "nnexp.trial_number": n, "nnexp.trial_state": state.name,
-                "nnexp.population": label, "optuna.study": self.study.study_name}
-        if m.baseline:
-            tags["nnexp.baseline"] = "true"
-        if reason:
-            tags["nnexp.failure_reason"] = reason[:5000]
-        if result is not None:
-            tags["nnexp.status"] = result.status
-        if self.storage.get_trial(m.trial_id).system_attrs.get(studies.RECLAIMED):
-            self.drop_leftovers(n)  # its first worker died: a half-written run of it may exist
-        run_id = self.tracker.start(f"trial-{n:04d}", {k: str(v) for k, v in tags.items()}, parent=self.parent_run,
-                                    start_time=start_ms)
-        params = flat_params(m.cfg) if m.cfg is not None else {}
-        params.update({f"sampled.{k}": str(v) for k, v in m.values.items()})
-        params["trial_number"] = str(n)
-        points = []
-        if result is not None:
-            curves = thin(result.curves, self.st.curves, self.st.curve_points)
-            points = curve_metrics(curves)
-            if result.final and m.plan is not None:
-                points += final_points(result, m.plan.spec, curves)[1]
+        t0, inside = time.perf_counter(), sum(self.phases.seconds.values())
         try:
-            self.tracker.log(run_id, params=params, metrics=points)
-            self.tracker.end(run_id, "FAILED" if state == TrialState.FAIL else "FINISHED")
-        except Exception as e:  # a store that refused a write: the run is not left RUNNING if it can be ended
-            faults.best_effort(e, lambda: self.tracker.end(run_id, "FAILED"))
+            population.fit([m.plan for m in ok], callbacks)  # type: ignore[misc]
+        except SweepError:
             raise
-        return run_id
-
-
-    def drop_leftovers(self, number: int) -> None:
-        """Delete the runs a dead worker may have left for this trial (the re-run records it whole)."""
-        client = self.tracker.client
-        found = client.search_runs([self.tracker.experiment_id], filter_string=(
-            f"tags.`mlflow.parentRunId` = '{self.parent_run}' and tags.`nnexp.trial_number` = '{number}'"))
-        for run in found:
-            client.delete_run(run.info.run_id)
-
-
-def thin(curves: Mapping[str, np.ndarray], names: Sequence[str], points: int) -> dict[str, dict[int, float]]:
-    """The named curves at about `points` of their evaluated (finite) epochs, always including the last."""
-    out: dict[str, dict[int, float]] = {}
-    for k in names:
-        arr = curves.get(k)
-        if arr is None:
-            continue
-        epochs = np.flatnonzero(np.isfinite(arr))
-        if not len(epochs):
-            continue
-        step = max(1, math.ceil(len(epochs) / points))
-        keep = sorted({*epochs[step - 1 :: step].tolist(), int(epochs[-1])})
-        out[k] = {e: float(arr[e]) for e in keep}
-    return out
+        except Exception as e:  # a bug or an unforeseen numerical fault: these trials fail, the sweep goes on
+            if faults.cause(e):  # a store that refuses writes is no fault of the trials: the sweep stops
+                raise
+            for m in ok:
+                if m.trial.number in self.log.open:
+                    m.error = f"training raised {type(e).__name__}: {e}"
+                    self.log.finish(m, None)
+        finally:  # training time: the pass's wall time less the bookkeeping done inside it
+            self.phases.seconds["train"] += time.perf_counter() - t0 - (sum(self.phases.seconds.values()) - inside)

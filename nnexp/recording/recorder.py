@@ -1,0 +1,206 @@
+"""The recorder process: drains spool files into MLflow.
+
+    python -m nnexp.recording.recorder <spool dir> <session> <uri>
+
+It imports MLflow while the command trains, opens the store when the first record arrives (a command
+that stops on bad input records nothing), and records its session's spool files and any file a dead
+recorder left behind, in order. It ignores Ctrl-C (the command's own interrupt handling ends the
+runs) and exits when its command has closed its stdin and every spool of the session is drained. On
+stdout it says `ready` (store opened), `error <message>` (the store cannot be used), `lag <n>` and
+`done`. A record is applied whole before it is acknowledged; one replayed after a crash finds the run
+its key made (see `apply`), so every record is recorded exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from nnexp import faults
+from nnexp.recording.spool import SpoolReader, spool_files
+
+POLL = 0.02  # seconds between looks at the spool when idle
+RETRY = 2.0  # seconds between attempts while a tracking server does not answer
+DRAIN_GRACE = float(os.environ.get("NNEXP_DRAIN_GRACE", "60"))  # after the command ended, then give up
+
+
+class StoreGone(RuntimeError):
+    """The tracking store stopped answering and did not come back in time."""
+
+
+def say(*words: object) -> None:
+    print(*words, flush=True)
+
+
+class Recorder:
+    def __init__(self, directory: Path, session: str, uri: str) -> None:
+        self.directory, self.session, self.uri = directory, session, uri
+        self.store: Any = None
+        self.readers: dict[Path, SpoolReader] = {}
+        self.closed = threading.Event()  # the command closed our stdin (finished, or died)
+        self.apply: Any = None
+        self.announced: set[str] = set()
+        self.failures = 0
+        self.closed_at = math.inf
+
+    def open_store(self) -> None:
+        from nnexp.recording.apply import Applier
+        from nnexp.recording.store import Store
+
+        try:
+            self.store = Store(self.uri)
+        except Exception as e:
+            why = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            raise StoreGone(f"tracking.uri = {self.uri!r}: cannot open this tracking store ({why}). Start the server "
+                            "(make server), or point tracking.uri / MLFLOW_TRACKING_URI at a store that answers; "
+                            "nothing was recorded") from None
+        self.apply = Applier(self.store, on_run=self.announce)
+        say("ready")
+
+    def announce(self, key: str, run_id: str) -> None:
+        if key not in self.announced:
+            self.announced.add(key)
+            say("run", key, run_id)
+
+    def adopt(self) -> None:
+        """Start draining the session's new spool files and any file whose writer and recorder are gone."""
+        for path in spool_files(self.directory):
+            if path in self.readers:
+                continue
+            mine = path.name.startswith(f"{self.session}-")
+            try:
+                reader = SpoolReader(path)
+            except (BlockingIOError, FileNotFoundError):  # another recorder drains it, or it is gone
+                continue
+            if not mine and reader.writer_alive():  # another command still writes it: its recorder will
+                reader.release()
+                continue
+            reader.replay = not mine or reader.replayed > 0  # an earlier recorder may have recorded some of it
+            self.readers[path] = reader
+
+    def drain(self, reader: SpoolReader) -> int:
+        n = 0
+        for offset, record in reader.records():
+            if record.get("op") not in ("header", "end"):
+                if self.store is None:
+                    self.open_store()  # a store that cannot be opened fails the command at once
+                try:
+                    self.with_retries(lambda r=record, rd=reader: self.apply(r, rd.path, replay=rd.replay))
+                except Exception as e:  # noqa: BLE001 - kept aside, reported; the others go on
+                    self.quarantine(reader, record, e)
+                n += 1
+            reader.ack(offset)
+        return n
+
+    def with_retries(self, fn: Any) -> None:
+        """Retry while the store does not answer: as long as the command runs, then for DRAIN_GRACE
+        seconds more (its records stay in the spool for the next command if it does not come back)."""
+        failing_since = None
+        while True:
+            try:
+                fn()
+                if failing_since is not None:
+                    sys.stderr.write(f"nnexp recorder: the tracking store {self.uri} answers again\n")
+                return
+            except Exception as e:
+                if not self.unreachable(e):
+                    raise
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    if not str(e).startswith("the parent run"):
+                        sys.stderr.write(f"nnexp recorder: the tracking store {self.uri} does not answer "
+                                         f"({' '.join(str(e).split())[:200]}); training goes on, its records wait in "
+                                         f"{self.directory}; retrying\n")
+                if self.closed.is_set() and now - max(failing_since, self.closed_at) > DRAIN_GRACE:
+                    raise StoreGone(f"the tracking store {self.uri} did not answer for {DRAIN_GRACE:.0f} s after "
+                                    f"the command ended; its records wait in {self.directory} and the next nnexp "
+                                    "command records them") from None
+                time.sleep(RETRY)
+
+    def quarantine(self, reader: SpoolReader, record: dict[str, Any], e: Exception) -> None:
+        """A record the store refuses for good (not a store that does not answer): kept in <spool>.failed
+        with the reason, and reported; the records after it are recorded."""
+        if isinstance(e, StoreGone):
+            raise e
+        failed = reader.path.with_suffix(".failed")
+        with open(failed, "a") as f:
+            f.write(json.dumps({"error": f"{type(e).__name__}: {e}", "record": record}) + "\n")
+        self.failures += 1
+        sys.stderr.write(f"nnexp recorder: a record could not be recorded ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:300]}); it is kept in {failed}\n")
+
+    @staticmethod
+    def unreachable(e: Exception) -> bool:
+        text = f"{type(e).__name__}: {e}"
+        if faults.cause(e):  # a full disk, a read-only store: the records wait in the spool until it takes them
+            return True
+        return text.startswith("ParentNotYet") or any(
+            w in text for w in ("Connection", "connection", "Max retries", "timed out", "503", "502"))
+
+    def run(self) -> None:
+        threading.Thread(target=self._wait_for_eof, daemon=True).start()
+        while True:
+            self.adopt()
+            busy = 0
+            for path, reader in list(self.readers.items()):
+                busy += self.drain(reader)
+                if reader.done():
+                    if self.apply is not None:
+                        self.apply.close_orphans(reader)
+                    reader.remove()
+                    del self.readers[path]
+            if self.closed.is_set() and not busy and not any(
+                    p.name.startswith(f"{self.session}-") for p in spool_files(self.directory)):
+                return
+            if not busy:
+                time.sleep(POLL)
+
+    def _wait_for_eof(self) -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        self.closed_at = time.monotonic()
+        self.closed.set()
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command handles Ctrl-C; we drain what it wrote
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # we retry, saying so, not MLflow in silence
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    directory, session, uri = Path(argv[0]), argv[1], argv[2]
+    import logging
+
+    import mlflow  # noqa: F401 - imported now, while the command trains
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Updating database tables" on every new store
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # MLflow logs every SQLite OperationalError with its traceback before raising it again (a full disk,
+    # a read-only store); the error itself reaches the user as one paragraph
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    recorder = Recorder(directory, session, uri)
+    try:
+        recorder.run()
+    except StoreGone as e:
+        say("error", str(e))
+        return 1
+    except Exception as e:  # noqa: BLE001 - the command prints it as one paragraph
+        say("error", f"{type(e).__name__}: {' '.join(str(e).split())[:1500]}")
+        return 1
+    if recorder.failures:
+        say("error", f"{recorder.failures} record(s) could not be recorded; they are kept in the spool's .failed "
+                     f"files in {directory}")
+        return 1
+    say("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,148 @@
+"""Recording off the training path: the spool and the recorder lose nothing and record every record
+exactly once, whatever is killed when; a store that cannot be opened fails the command at once."""
+
+import os
+import random
+import signal
+import time
+
+import pytest
+from conftest import ROOT, run_script
+from helpers import (
+    Served,
+    assert_complete_and_unique,
+    assert_nothing_running,
+    finished_trials,
+    free_port,
+    mlflow_runs,
+    recorders_of,
+    start,
+    sweep_args,
+    wait_for,
+)
+
+from nnexp.recording import Recording, records
+from nnexp.recording.spool import spool_dir, spool_files
+
+
+def test_records_reach_the_store_exactly_once_after_the_recorder_is_killed_midway(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    os.environ.pop("NNEXP_RECORDING_SESSION", None)
+    keys = [f"run:{i}" for i in range(40)]
+    for attempt in range(3):  # kill the recorder at several points of its work
+        rec = Recording(uri)
+        if attempt == 0:
+            for k in keys:
+                rec.write(records.run(k, "x", name=k, params={"i": k}, metrics=[["m", 1.0, s] for s in range(50)],
+                                      status="FINISHED"))
+        time.sleep(random.Random(attempt).uniform(1.0, 4.0))
+        if rec.proc.poll() is None:
+            rec.proc.kill()
+            rec.proc.wait()
+        rec.writer.close()
+    Recording(uri).finish()  # the next command's recorder replays what is left
+    client, found = mlflow_runs(tmp_path, "x")
+    assert sorted(r.data.tags["nnexp.key"] for r in found) == sorted(keys)
+    assert all(r.info.status == "FINISHED" and len(client.get_metric_history(r.info.run_id, "m")) == 50
+               for r in found)
+    assert not spool_files(tmp_path / ".nnexp-spool")
+
+
+def test_a_store_that_cannot_be_opened_fails_fast_and_records_nothing(tmp_path):
+    t0 = time.monotonic()
+    out = run_script("train.py", "tracking.uri=http://127.0.0.1:9", "trainer.epochs=5")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "tracking.uri = 'http://127.0.0.1:9': cannot open this tracking store" in " ".join(out.stderr.split())
+    assert time.monotonic() - t0 < 60
+    assert not spool_files(spool_dir("http://127.0.0.1:9", ROOT)), "nothing waits to be recorded"
+
+
+def test_a_sweep_on_a_store_that_cannot_be_opened_leaves_its_trials_waiting(tmp_path):
+    args = [a for a in sweep_args(tmp_path, n=4, epochs=5) if not a.startswith("tracking.")]
+    out = run_script("sweep.py", *args, "tracking.uri=http://127.0.0.1:9", "sweep.confirm_seeds=[]")
+    assert out.returncode == 2 and "cannot open this tracking store" in out.stderr, out.stderr
+    assert finished_trials(tmp_path) == 0
+    assert_nothing_running(tmp_path)
+
+
+LONG = ("trainer.epochs=5000", "trainer.batch_size=1", "tracking.plots=false")  # minutes, few curve points
+
+
+def running(tmp_path):
+    return [r for r in mlflow_runs(tmp_path, "nnexp")[1] if r.info.status == "RUNNING"]
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_is_marked_killed_with_its_reason(tmp_path):
+    store = f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = start("train.py", store, *LONG)
+    try:
+        assert wait_for(lambda: running(tmp_path), 120)
+    finally:
+        proc.kill()  # the command dies; its recorder drains the spool and ends the run it left open
+        proc.wait()
+    assert wait_for(lambda: not running(tmp_path), 60)
+    run = mlflow_runs(tmp_path, "nnexp")[1][0]
+    assert run.info.status == "KILLED" and "died without ending it" in run.data.tags["nnexp.failure_reason"]
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_and_recorder_are_cleaned_up_by_the_next_command(tmp_path):
+    store = f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = start("train.py", store, *LONG)
+    try:
+        assert wait_for(lambda: running(tmp_path), 120)
+    finally:
+        for pid in recorders_of(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
+    assert run_script("train.py", store, "trainer.epochs=5", "tracking.log_model=false").returncode == 0
+    statuses = sorted(r.info.status for r in mlflow_runs(tmp_path, "nnexp")[1])
+    assert statuses == ["FINISHED", "KILLED"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["worker", "recorder"])
+def test_a_sweep_killed_anywhere_ends_with_one_complete_child_run_per_trial(tmp_path, target):
+    args = sweep_args(tmp_path, "sweep.confirm_seeds=[]", n=24, population=4, epochs=60)
+    proc = start("sweep.py", *args)
+    at = random.Random(target).randint(3, 14)
+    assert wait_for(lambda: finished_trials(tmp_path) >= at, 180), proc.communicate()
+    if target == "worker":
+        proc.kill()
+        proc.wait()
+    else:  # the command notices its recorder died, starts another, which records the rest exactly once
+        for pid in recorders_of(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    out = run_script("sweep.py", *args, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert_complete_and_unique(tmp_path, 24)
+
+
+@pytest.mark.slow
+def test_a_tracking_server_stopped_mid_sweep_and_started_again_loses_nothing(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server_args = ("server", f"SERVER_PORT={port}", f"SERVER_DIR={tmp_path / 'server'}")
+    server = Served(*server_args)
+    server.wait_ready(url)
+    args = [a for a in sweep_args(tmp_path, "sweep.confirm_seeds=[]", n=32, population=4, epochs=80)
+            if not a.startswith("tracking.")]
+    proc = start("sweep.py", *args, env={"MLFLOW_TRACKING_URI": url})
+    try:
+        assert wait_for(lambda: finished_trials(tmp_path) >= 8, 180), proc.communicate()
+        server.stop()
+        time.sleep(8)  # training goes on; the recorder holds the records
+        server = Served(*server_args)
+        server.wait_ready(url)
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert "does not answer" in err and "answers again" in err
+        assert_complete_and_unique(tmp_path, 32, uri=url)
+    finally:
+        server.stop()
+        if proc.poll() is None:
+            proc.kill()
