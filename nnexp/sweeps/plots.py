@@ -9,18 +9,8 @@ from typing import Any
 
 import optuna
 
-from nnexp.plots import (
-    DPI,
-    TITLE_SIZE,
-    WIDTH,
-    axis_label,
-    fit,
-    metric_name,
-    plain_log,
-    save,
-    text_width,
-    wrap,
-)
+from nnexp.plotkit import fit, plain_log, text_width, wrap
+from nnexp.plots import DPI, TITLE_SIZE, WIDTH, axis_label, metric_name, save
 
 
 def optuna_plots(study: optuna.Study, out: Path, metric: str = "") -> list[Path]:
