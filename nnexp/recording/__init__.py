@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from nnexp import faults
+from nnexp.errors import ConfigError
 from nnexp.paths import project_root
 from nnexp.recording.spool import SpoolWriter, new_session, spool_dir
 
@@ -59,6 +61,8 @@ class Recording:
 
     def __init__(self, uri: str | None = None) -> None:
         self.uri = resolve_uri(uri)
+        if self.uri.startswith("sqlite:///"):  # its spool lives beside it: a store that cannot be written, no spool
+            faults.writable(Path(self.uri[len("sqlite:///"):]), "tracking.uri", "MLflow store")
         self.dir = spool_dir(self.uri, project_root())
         joined = os.environ.get(SESSION_ENV)
         self.session = joined or new_session()
@@ -154,7 +158,7 @@ class Recording:
             self.writer.write({"op": "run", "key": key, "experiment": experiment, "status": status,
                                "tags": {"nnexp.failure_reason": reason}, "ts": int(time.time() * 1000)})
             self.finish()
-        except (RecordingError, OSError):
+        except (RecordingError, OSError, ConfigError):
             pass  # the error on its way up says what happened; the spool keeps what was written
 
     def discard(self) -> None:

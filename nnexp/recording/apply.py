@@ -126,12 +126,36 @@ class Applier:
                 getattr(plots, kind)(path=out, **{k: _arrays(v) for k, v in fig.get("args", {}).items()})
                 self.store.log_artifact(run_id, out, str(Path(fig["path"]).parent) or None)
 
+    def unended(self, reader: SpoolReader) -> dict[str, str]:
+        """The runs a spool started and never ended, still RUNNING in the store: key -> run id."""
+        import json
+
+        keys, ended = {}, set()
+        with open(reader.path, "rb") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("op") == "run":
+                    keys[record["key"]] = record["experiment"]
+                    if record.get("status"):
+                        ended.add(record["key"])
+        out = {}
+        for key, experiment in keys.items():
+            found = None if key in ended else self.store.find(self.store.experiment(experiment), key)
+            if found is not None and found.info.status == "RUNNING":
+                out[key] = found.info.run_id
+        return out
+
     def close_orphans(self, reader: SpoolReader) -> None:
         """Runs a spool started and never ended: its command died (SIGKILL, a crash)."""
         runs = self.open.pop(reader.path, {})
         if reader.ended:
             return
         who = f"pid {reader.header.get('pid')} on {reader.header.get('host')}"
+        if reader.replay:  # an earlier recorder drained part of it: its open runs are found by their keys
+            runs |= self.unended(reader)
         for run_id in runs.values():
             self.store.log(run_id, tags={"nnexp.failure_reason": f"the process that trained it ({who}) died "
                                          "without ending it (killed, or a crash); recorded up to its last record"})

@@ -13,6 +13,7 @@ its key made (see `apply`), so every record is recorded exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nnexp import faults
+from nnexp.errors import ConfigError
 from nnexp.recording.spool import SpoolReader, spool_files
 
 POLL = 0.02  # seconds between looks at the spool when idle
@@ -36,7 +38,9 @@ class StoreGone(RuntimeError):
 
 
 def say(*words: object) -> None:
-    print(*words, flush=True)
+    """A status line for the command (gone already if it was killed: then nobody listens)."""
+    with contextlib.suppress(BrokenPipeError, OSError):
+        print(*words, flush=True)
 
 
 class Recorder:
@@ -56,6 +60,8 @@ class Recorder:
 
         try:
             self.store = Store(self.uri)
+        except ConfigError as e:  # a store that cannot be written (full, read-only): its own paragraph
+            raise StoreGone(str(e)) from None
         except Exception as e:
             why = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
             raise StoreGone(f"tracking.uri = {self.uri!r}: cannot open this tracking store ({why}). Start the server "

@@ -12,6 +12,7 @@ drain one spool, and a new recorder resumes after the last acknowledged record.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -22,6 +23,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from nnexp import faults
+from nnexp.errors import StoreError
 
 VERSION = 1
 END = {"op": "end"}
@@ -57,8 +61,20 @@ class SpoolWriter:
                     "host": socket.gethostname(), "time": time.time()})
 
     def write(self, record: dict[str, Any]) -> None:
-        """One record, as one line in one write (a killed process leaves it whole or absent)."""
-        _write_all(self.fd, (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
+        """One record, as one line in one write (a killed process leaves it whole or absent). A disk that
+        cannot take it (full, read-only) stops the command with a StoreError naming the spool."""
+        end = os.lseek(self.fd, 0, os.SEEK_END)
+        try:
+            _write_all(self.fd, (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
+        except OSError as e:
+            with contextlib.suppress(OSError):  # the part a full disk let through goes: the next record starts a line
+                os.ftruncate(self.fd, end)
+            why = faults.cause(e)
+            if why is None:
+                raise
+            raise StoreError("tracking.uri", str(self.path), f"the spool {self.path} cannot be written: {why}. The "
+                             "records written before wait there and the next nnexp command records them; free some "
+                             "space first") from e
 
     def sync(self) -> None:
         os.fsync(self.fd)
@@ -69,6 +85,8 @@ class SpoolWriter:
         if discard:
             self.path.unlink(missing_ok=True)
             self.path.with_suffix(".acks").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # nothing else waits there: leave no trace
+                self.path.parent.rmdir()
         if self.closed:
             return
         self.closed = True
@@ -135,8 +153,19 @@ class SpoolReader:
             os.close(fd)
 
     def done(self) -> bool:
-        """Everything the writer will ever write is recorded."""
-        return self.offset == self.path.stat().st_size and (self.ended or not self.writer_alive())
+        """Everything the writer will ever write is recorded. A writer that died in the middle of a record
+        (killed, or its disk full) left it torn: those bytes are kept in <name>.torn, not recorded."""
+        size = self.path.stat().st_size
+        if self.ended:
+            return self.offset == size
+        if self.writer_alive():
+            return False
+        if self.offset < size and self.torn and self.offset + len(self.torn) == size:
+            with contextlib.suppress(OSError):  # kept for inspection where the disk allows (a partial record)
+                with open(self.path.with_suffix(".torn"), "ab") as f:
+                    f.write(self.torn)
+            self.ack(size)
+        return self.offset == size
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
