@@ -150,11 +150,11 @@ def test_friedman1_follows_its_formula():
 
 
 def test_friedman1_agrees_with_scikit_learn():
-    datasets = pytest.importorskip("sklearn.datasets")
-    x, y = datasets.make_friedman1(n_samples=2000, n_features=6, noise=0.0, random_state=0)
+    sklearn = pytest.importorskip("sklearn.datasets")
+    x, y = sklearn.make_friedman1(n_samples=2000, n_features=6, noise=0.0, random_state=0)
     np.testing.assert_allclose(datasets.friedman1_formula(x), y, rtol=1e-12)  # the same definition
     # the same distribution (not the same random stream): moments of y and its linear part
-    theirs_x, theirs = datasets.make_friedman1(n_samples=20_000, n_features=6, noise=1.0, random_state=1)
+    theirs_x, theirs = sklearn.make_friedman1(n_samples=20_000, n_features=6, noise=1.0, random_state=1)
     ours_x, ours = datasets.friedman1_raw(20_000, seed=1, noise=1.0, n_features=6)
     assert abs(ours.mean() - theirs.mean()) < 0.15 and abs(ours.std() - theirs.std()) < 0.1
     assert abs(linear_r2(ours_x, ours) - linear_r2(theirs_x, theirs)) < 0.02

@@ -207,7 +207,7 @@ def test_every_config_composes_and_builds(group, option, tmp_path):
         (["trainer.epochs=1000000000"], "trainer.epochs = 1000000000 is not valid: training needs about"),
         (["model.hidden=[100000,100000]"], r"model.hidden = \[100000, 100000\] is not valid: training needs about"),
         (["optimizer.l2=50"], "optimizer.l2 = 50.0 is not valid: with optimizer.lr = 0.1 the weight decay alone"),
-        (["+csvfile._target_=shutil.rmtree"], "csvfile._target_.*not a setting of data set 'seed_regression'"),
+        (["+data._target_=shutil.rmtree"], "data._target_.*not a setting of data set 'seed_regression'"),
         (["optimizer.name=adamw"], "optimizer.name"),
         (["trainer.batch_size=0"], "trainer.batch_size"),
         (["trainer.epochs=0"], "trainer.epochs"),
