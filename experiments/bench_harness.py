@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -17,9 +18,11 @@ import numpy as np
 
 from nnexp import plots, population
 from nnexp.ablations import study as ablation
+from nnexp.ablations import tuned_run, tuning
 from nnexp.config import ConfigCache, compose, with_default_group
 from nnexp.paths import project_root
 from nnexp.sweeps import run as sr
+from nnexp.sweeps.trials import with_values
 
 DEFAULT_P = 64
 TRIALS = {1: 128, 4: 128, 16: 256, 64: 384}
@@ -46,30 +49,26 @@ def steady_rate(study) -> float:
 
 
 def one_sweep(population_size: int, workers: int, n: int, *extra: str):
-    """Trials per minute and, with one worker, seconds per trial by kind; returns (rate, timing, facts)."""
+    """Trials per minute and, with one worker, seconds per trial by phase; returns (rate, timing, facts)."""
     with tempfile.TemporaryDirectory() as d:
         args = sweep_args(Path(d), f"sweep.population={population_size}", f"sweep.n_trials={n}",
                           f"sweep.workers={workers}", *extra)
-        sweep = sr.Sweep(compose(args), args)
-        procs = sr.spawn_workers(workers - 1, args) if workers > 1 else []
+        seen: dict = {}
         t0 = time.perf_counter()
-        sweep.worker.run()
-        for p in procs:
-            p.wait()
-        sweep.finish_leftovers()
+        summary = sr.run(compose(args), args, on_population=lambda w: seen.setdefault("worker", w))
         wall = time.perf_counter() - t0
-        sweep.tracker.end(sweep.parent)
-        timing = {k: v / n for k, v in sweep.worker.timing.items()} | {"wall": wall / n}
-        trials = sweep.study.trials
-        facts = {"best": sweep.study.best_value, "pruned": sum(t.state.name == "PRUNED" for t in trials),
-                 "epochs": sum(t.user_attrs.get("nnexp", {}).get("epochs", 0) for t in trials)}
-        return steady_rate(sweep.study), timing, facts
+        timing = {k: v / n for k, v in seen["worker"].phases.seconds.items()} | {"wall": wall / n}
+        study = _load(Path(d), summary.study_name)
+        trials = study.trials
+        facts = {"best": study.best_value, "pruned": sum(t.state.name == "PRUNED" for t in trials),
+                 "epochs": sum(t.user_attrs.get("nnexp", {}).get("epochs", 0) for t in trials), "wall": wall}
+        return steady_rate(study), timing, facts
 
 
 def section_sweep() -> None:
     print("== sweep: the default sweep's space (300-epoch trials, median pruning, evaluated every 10 epochs) ==")
     print(f" {'P':>3} {'workers':>7} {'trials':>6} {'trials/min':>10} {'vs P=1':>7} {'train-only/min':>14} "
-          f"{'vs P=1':>7}   ms per trial: train  Hydra  Optuna  MLflow  outside training")
+          f"{'vs P=1':>7}   ms per trial: train configs Optuna  record  outside training")
     # one worker: P = 1 and P = 64 are measured twice, in the order 1, 4, 16, 64, 64, 1, and averaged, so a
     # machine that speeds up or slows down during the section does not favour either side of the ratios
     order = [(p, 1) for p in TRIALS] + [(DEFAULT_P, 1), (1, 1)] + [(p, 2) for p in TRIALS]
@@ -89,7 +88,7 @@ def section_sweep() -> None:
                 outside = 1.0 - timing["train"] / timing["wall"]
                 ms = {k: 1e3 * v for k, v in timing.items()}
                 line += (f" {train_rate:>14.0f} {base[1]['train'] / timing['train']:>6.1f}x   {ms['train']:>17.1f} "
-                         f"{ms['config']:>6.1f} {ms['optuna']:>7.1f} {ms['mlflow']:>7.1f}  {outside:>6.0%}")
+                         f"{ms['config']:>6.1f} {ms['optuna']:>7.1f} {ms['record']:>7.1f}  {outside:>6.0%}")
                 if len(runs[(p, 1)]) > 1:
                     each = ", ".join(f"{r:.0f}/min (train {1e3 * t['train']:.1f} ms)" for r, t in runs[(p, 1)])
                     line += f"   mean of {each}"
@@ -139,14 +138,12 @@ def section_quality() -> None:
     reached = tp[np.argmax(bp >= b1[-1])] if (bp >= b1[-1]).any() else float("inf")
     print(f"  {'met ' if reached <= t1[-1] else 'MISS'} P = {DEFAULT_P} reaches P = 1's best ({b1[-1]:.4f}) after "
           f"{reached:.1f} s; P = 1 got there after {t1[np.argmax(b1 >= b1[-1])]:.1f} s of its {BUDGET:.0f} s")
-    out = project_root() / "experiments" / "bench" / "best_val_r2_vs_time.png"
+    out = project_root() / "outputs" / "bench" / "best_val_r2_vs_time.png"  # outputs/: the tree stays clean
     out.parent.mkdir(parents=True, exist_ok=True)
     plots.steps_over_time(curves, out, "best validation R² so far",
                           f"Best validation R² against wall-clock time: P = 1 and P = {DEFAULT_P}, {BUDGET:.0f} s each")
-    from nnexp.tracking import Tracker
-
-    Tracker(None, "nnexp-bench").log_artifact(parents[DEFAULT_P], out, "plots")
-    print(f"  plot: {out.relative_to(project_root())} (and on parent run {parents[DEFAULT_P]}, experiment nnexp-bench)")
+    print(f"  plot: {out.relative_to(project_root())} (the sweeps: experiment nnexp-bench, parent runs "
+          f"{', '.join(parents.values())})")
 
 
 def _load(d: Path, name: str):
@@ -185,5 +182,66 @@ def section_ablation() -> None:
     print(f"  {'met ' if packed / one <= 3 else 'MISS'} K = 10 seeds cost <= 3x one seed: {packed / one:.1f}")
 
 
+def section_tuned() -> None:
+    print("== tuned ablation: seed_claims_tuned (15 configs x 3 tasks x 64 trials; then 3 protocols x 10 seeds) ==")
+    args = ["ablation=seed_claims_tuned"]
+    study = ablation.parse(compose(args))
+    per_task = tuned_run.compose_tasks(study, study.tasks, [])
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        tuned_run.run_tuned(study, study.tuning, per_task, f"journal:{d}/optuna.log")
+        full = time.perf_counter() - t0
+    untuned = ablation.parse(compose(["ablation=seed_claims"]))
+    ablation.prepare(untuned, ConfigCache([]))
+    t0 = time.perf_counter()
+    ablation.run(untuned)
+    one = time.perf_counter() - t0
+    print(f"  the tuned study, whole (tuning, then evaluation)   {full:6.1f} s")
+    print(f"  the untuned study (seed_claims, one task)          {one:6.1f} s   (tuned: {full / one:.1f}x)")
+    print(f"  {'met ' if full <= 300 else 'MISS'} the tuned three-task study in <= 5 minutes: {full / 60:.1f} min")
+    # packing: the trials of one task's 15 tuning studies (8 each), trained packed against one at a time
+    task = study.tasks[0]
+    sub = tuning.Tuning(8, study.tuning.seeds, study.tuning.metric, (8,), 0, None, study.tuning.space)
+    tuned_by = tuned_run.tuned_studies({task: per_task[task]}, sub)
+    rng = np.random.default_rng(0)
+    plans = [with_values(t.base, {p.path: draw(p, rng) for p in t.params}).with_seeds(sub.seeds)
+             for t in tuned_by.values() for _ in range(sub.trials)]
+    t0 = time.perf_counter()
+    population.fit(plans)
+    packed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for p in plans:
+        population.fit([p])
+    alone = time.perf_counter() - t0
+    print(f"  {len(plans)} tuning trials of {task} (15 configs x 8), packed {packed:9.1f} s")
+    print(f"  the same trials, one at a time {alone:26.1f} s   (packing is {alone / packed:.1f}x faster)")
+
+
+def draw(p, rng: np.random.Generator):
+    """A value of a search-space parameter, drawn at random as the tuning's random search does."""
+    if p.kind == "categorical":
+        return p.choices[rng.integers(len(p.choices))]
+    if p.kind == "int":
+        step = int(p.step or 1)
+        return int(p.low + step * rng.integers(0, int(p.high - p.low) // step + 1))
+    return float(np.exp(rng.uniform(np.log(p.low), np.log(p.high))) if p.log else rng.uniform(p.low, p.high))
+
+
+def section_commands() -> None:
+    print("== commands as a user runs them (fresh processes, temporary stores) ==")
+    py = [str(project_root() / ".venv" / "bin" / "python")]
+    with tempfile.TemporaryDirectory() as d:
+        store = f"tracking.uri=sqlite:///{d}/m.db"
+        for label, cmd in (("make train (300 epochs, recorded with model and plots)", ["experiments/train.py", store]),
+                           ("make sweep (384 trials, P = 64, confirmation)",
+                            ["experiments/sweep.py", store, f"sweep.storage=journal:{d}/o.log"]),
+                           ("make ablation (seed_claims)", ["experiments/ablation.py", "ablation=seed_claims", store,
+                                                            f"ablation.report_dir={d}/report"])):
+            t0 = time.perf_counter()
+            subprocess.run(py + cmd, cwd=project_root(), check=True, capture_output=True,
+                           env={**os.environ, "CI": "1"})
+            print(f"  {label:<58} {time.perf_counter() - t0:6.1f} s")
+
+
 SECTIONS = {"sweep": section_sweep, "pruning": section_pruning, "quality": section_quality,
-            "ablation": section_ablation}
+            "ablation": section_ablation, "tuned": section_tuned, "commands": section_commands}

@@ -132,7 +132,7 @@ def build_spec(cfg: DictConfig, n_features: int) -> MLPSpec:
                                                for h in hidden):
         raise ConfigError("model.hidden", hidden, "expected a list of hidden-layer widths, e.g. [6, 4] (the input "
                           "width comes from the data, the output is the target)")
-    kwargs = {k: node[k] for k in ("hidden_activation", "output_activation", "init") if k in node}
+    kwargs: dict[str, Any] = {k: node[k] for k in ("hidden_activation", "output_activation", "init") if k in node}
     for k in ("dropout", "leaky_relu_alpha"):
         if k in node:
             kwargs[k] = schema.number(f"model.{k}", node[k])

@@ -228,3 +228,33 @@ def effects(names: Sequence[str], diffs: Sequence[float], lo: Sequence[float], h
     ax.grid(axis="x", alpha=0.3)
     left = text_width(fig, labels, 10) + 0.65  # tick labels, their padding, and the "variant" label
     return save(fig, path, left=left, bottom=0.7, top=0.25 + 0.22 * (ax.get_title().count("\n") + 1))
+
+
+def budget_curves(curves: Mapping[str, Mapping[str, Array]], path: Path, metric: str, title: str,
+                  budgets: Sequence[int] = ()) -> Path:
+    """Expected best score against the number of tuning trials: a panel per task, a line per variant
+    (the baseline black), the budgets the report judges at dotted, one legend beside the last panel."""
+    tasks = list(curves)
+    fig = figure(WIDTH + 1.5, 4.8)
+    axes = np.atleast_1d(fig.subplots(1, len(tasks), sharey=False))
+    names = list(dict.fromkeys(v for c in curves.values() for v in c))
+    for ax, task in zip(axes, tasks, strict=True):
+        for i, name in enumerate(names):
+            y = np.asarray(curves[task].get(name, []), dtype=float)
+            base = name == "baseline"
+            ax.plot(np.arange(1, len(y) + 1), y, color="black" if base else TAB10[i % 10],
+                    ls="-" if base else ("-", "--", ":")[(i // 10) % 3], lw=2.0 if base else 1.2, label=name)
+        n = max(len(c) for c in curves[task].values())
+        for b in budgets:
+            ax.axvline(b, color="grey", ls=":", lw=0.8)
+        ax.set(xlabel="tuning trials", xscale="log", xlim=(1, max(n, 2)))
+        ax.set_xticks([2**k for k in range(int(np.log2(max(n, 1))) + 1)])
+        ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.set_title(task, fontsize=10)
+    axes[0].set_ylabel(f"expected best {axis_label(metric)}")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    labels = shorten(fig, labels, 8, 1.4)
+    axes[-1].legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.suptitle(fit(fig, title, WIDTH + 1.2), fontsize=TITLE_SIZE, y=1 - 0.15 / 4.8)
+    return save(fig, path, left=0.95, right=text_width(fig, labels, 8) + 0.8, top=0.75, wspace=0.35)

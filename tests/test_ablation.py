@@ -10,6 +10,7 @@ from conftest import ROOT, run_script
 from helpers import ablation_args as args_for
 from mlflow import MlflowClient
 
+from nnexp.ablations import files
 from nnexp.ablations import run as ablation_run
 from nnexp.ablations import study as ablation
 from nnexp.ablations.analysis import DIVERGED, analyse
@@ -114,11 +115,11 @@ def test_the_report_says_how_to_run_it_again_in_a_line_a_shell_parses(tmp_path):
 
 def test_make_ablation_writes_no_tracked_file(tmp_path):
     study = ablation.parse(compose(with_default_group([], "ablation", "seed_claims")))
-    default = ablation_run.report_dir(study, record=False)
+    default = files.report_dir(study.name, study.report_dir, record=False)
     assert default.relative_to(ROOT).parts[:2] == ("outputs", "ablation")
     ignored = subprocess.run(["git", "check-ignore", "-q", str(default / "REPORT.md")], cwd=ROOT)
     assert ignored.returncode == 0, "the default report directory is ignored by git"
-    assert ablation_run.report_dir(study, record=True) == ROOT / "experiments" / "seed_claims"
+    assert files.report_dir(study.name, study.report_dir, record=True) == ROOT / "experiments" / "seed_claims"
 
 
 def test_a_variant_diverging_on_some_seeds_is_counted_not_averaged(tmp_path):

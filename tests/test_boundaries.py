@@ -36,3 +36,12 @@ def test_units_stay_small_enough_to_read_top_to_bottom():
             if limit and node.end_lineno - node.lineno + 1 > limit:
                 too_long.append(f"{name}: {node.name} is {node.end_lineno - node.lineno + 1} lines")
     assert not too_long, too_long
+
+
+def test_sweeps_and_recording_never_import_ablations():
+    code = ("import sys, pkgutil, importlib, nnexp.sweeps, nnexp.recording; "
+            "[importlib.import_module(f'{p.__name__}.{m.name}') for p in (nnexp.sweeps, nnexp.recording) "
+            "for m in pkgutil.iter_modules(p.__path__)]; "
+            "print(sorted(m for m in sys.modules if m.startswith('nnexp.ablations')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -68,7 +68,7 @@ def in_process_cli():
      ("sweep", ["sweep.storage=nowhere"], r"sweep.storage = 'nowhere' is not valid"),
      ("sweep", ["sweep.space.model.choices=[mlp_6_4,mlp_6_4]"], r"distinct scalar choices"),
      ("sweep", ["data=csv", "data.path=/no/such.csv", "data.target=y"], r"data.path = '/no/such.csv'.*no such file"),
-     ("ablation", ["ablation=nosuch"], r"ablation = 'nosuch' is not valid: expected one of quick, seed_claims"),
+     ("ablation", ["ablation=nosuch"], r"ablation = 'nosuch' is not valid: expected one of quick, seed_claims, seed_claims_tuned"),
      ("ablation", ["ablation.seeds=[1]"], r"at least 2"),
      ("ablation", ["ablation.variants.deeper.overrides=['model=mlp_9']"], r"ablation.variants.deeper .*mlp_9"),
      ("ablation", ["ablation.variants.deeper=['model=mlp_9']"], r"Error merging override .*Cannot merge"),

@@ -107,7 +107,8 @@ def compare(recorded: Mapping[str, Any], fresh: Mapping[str, Any]) -> Comparison
                 if m != "epochs_to_target" and math.isfinite(rel) and rel <= CLOSE:
                     close, largest = close + 1, max(largest, rel)
                 else:
-                    diffs.append(f"{name} {m} seed {recorded['seeds'][i]}: {a!r} -> {b!r} ({b - a:+.3g})")
+                    at = f"trial {rec['trials'][i]}" if "trials" in rec else f"seed {recorded['seeds'][i]}"
+                    diffs.append(f"{name} {m} {at}: {a!r} -> {b!r} ({b - a:+.3g})")
     diffs += [f"{name}: in the re-run, not in the report" for name in fresh["variants"]
               if name not in recorded.get("variants", {})]
     return Comparison(total, exact, close, largest, diffs)

@@ -11,10 +11,7 @@ a half-written report.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from nnexp import schema
-from nnexp.ablations import report
+from nnexp.ablations import files, report, tuned_report, tuned_run
 from nnexp.ablations.analysis import Row, analyse, compare, results_json
 from nnexp.ablations.study import Outcome, Study, parse, prepare, run
 from nnexp.config import ConfigCache, compose, without_group
@@ -52,22 +49,6 @@ def train(cfg: DictConfig, args: Sequence[str]) -> Trained:
     return Trained(study, out, analyse(study, out))
 
 
-def report_dir(study: Study, record: bool) -> Path:
-    if record:
-        return project_root() / "experiments" / study.name
-    d = Path(study.report_dir) if study.report_dir else Path("outputs") / "ablation" / study.name
-    return d if d.is_absolute() else project_root() / d
-
-
-def writable(directory: Path) -> None:
-    """Refuse, before anything trains, a report directory that cannot be made or written."""
-    parent = directory
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ConfigError("ablation.report_dir", str(directory), f"{parent} is not a directory this user can write")
-
-
 @dataclass(frozen=True)
 class StudyResult:
     """A recorded study: its rows (each variant against the baseline), every number, where it went."""
@@ -78,28 +59,30 @@ class StudyResult:
     report_dir: Path
     parent_run: str
     text: str
+    tuned: tuned_run.TunedStudy | None = None  # a study with `tuning`: both protocols' arms and claims
 
 
 def record(cfg: DictConfig, args: Sequence[str], into_repo: bool = False) -> StudyResult:
-    """Train, record in MLflow, then write the report."""
+    """Train, record in MLflow, then write the report (a study with `tuning`: both protocols, `tuned_run`)."""
     study = parse(cfg)
     prov = records.provenance()
     if into_repo and prov["git_dirty"] == "true" and not study.force:
         raise ConfigError("ablation.force", False, "the working tree has uncommitted changes, so the commit in the "
                           "report would not reproduce its numbers; commit first, or force with ablation.force=true")
-    directory = report_dir(study, into_repo)
-    writable(directory)
+    directory = files.report_dir(study.name, study.report_dir, into_repo)
+    files.writable(directory)
     tracking = schema.tracking(cfg.tracking)
-    t = train(cfg, args)
     cmd = report.command(study.name, args, into_repo)
-    with tempfile.TemporaryDirectory(dir=_staging_parent(directory)) as staging:
-        stage = Path(staging)
+    if study.tuning is not None:
+        r = tuned_run.record(study, args, tracking, prov, cmd, directory)
+        return StudyResult(study, [], Outcome(), directory, r.parent_run, r.text, r.result)
+    t = train(cfg, args)
+    with files.staged(directory) as stage:
         texts = report.texts(t.study, t.out, t.rows, prov, cmd, args)
         for name, text in texts.items():
             (stage / name).write_text(text)
         pngs = report.draw(t.study, t.out, stage)
         parent = mlflow_record(t, tracking, texts, pngs)
-        _replace(stage, directory)
     text = "\n\n".join([f"ablation {study.name}: {len(study.variants) - 1} variants × {len(study.seeds)} seeds",
                          report.markdown_table(report.EFFECT_HEADER, report.effects_table(t.rows)),
                          f"report: {directory / 'REPORT.md'}", f"MLflow: parent run {parent} in experiment "
@@ -140,22 +123,6 @@ def _params(v) -> dict[str, str]:
     return run_params(v.cfg, v.plan)
 
 
-def _staging_parent(directory: Path) -> Path:
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    return directory.parent
-
-
-def _replace(stage: Path, directory: Path) -> None:
-    """Put the staged report in place of `directory` in two renames (never half of each)."""
-    old = directory.with_name(f".{directory.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    shutil.copytree(stage, directory.with_name(f".{directory.name}.new"))
-    directory.with_name(f".{directory.name}.new").rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def check(study_name: str, args: Sequence[str], path: Path | None = None) -> str:
     """Re-run the study recorded in experiments/<study>/ (or `path`) and compare every number with it."""
     path = path or project_root() / "experiments" / study_name / "results.json"
@@ -164,8 +131,12 @@ def check(study_name: str, args: Sequence[str], path: Path | None = None) -> str
                           f"`make ablation-record STUDY={study_name}`)")
     recorded = _read(path, study_name)
     recorded_args = [f"ablation={study_name}", *[a for a in recorded["args"] if not a.startswith("ablation=")]]
-    t = train(compose([*recorded_args, *args]), recorded_args)
-    c = compare(recorded, results_json(t.study, t.out))
+    cfg = compose([*recorded_args, *args])
+    if parse(cfg).tuning is not None:  # tuned again from nothing, in a storage of its own
+        c = compare(tuned_report.flat(recorded), tuned_report.flat(tuned_run.rerun(parse(cfg), recorded_args)))
+    else:
+        t = train(cfg, recorded_args)
+        c = compare(recorded, results_json(t.study, t.out))
     where = (f"recorded at commit {recorded['provenance']['mlflow.source.git.commit'][:12]} on "
              f"{recorded['provenance'].get('cpu', 'an unrecorded CPU')}; this run on {records.cpu()}")
     if c.different:
@@ -184,7 +155,7 @@ def _read(path: Path, study_name: str) -> dict:
         recorded = json.loads(path.read_text())
         args = recorded["args"]
         assert isinstance(args, list) and all(isinstance(a, str) and OVERRIDE.match(a) for a in args)
-        assert recorded["study"] == study_name and isinstance(recorded["variants"], dict)
+        assert recorded["study"] == study_name and isinstance(recorded.get("variants", recorded.get("arms")), dict)
     except (ValueError, KeyError, AssertionError, TypeError):
         raise ConfigError("STUDY", study_name, f"{path} is not a recorded report of study {study_name!r} (its args "
                           "may only set model, data, optimizer, schedule, trainer, seed or ablation fields)") from None

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from nnexp import population, schema
+from nnexp.ablations.tuning import Tuning, parse_tuning
 from nnexp.config import ConfigCache, mapping
 from nnexp.engine.loop import ReplicaResult
 from nnexp.errors import ConfigError, choice
+from nnexp.paths import group_options
 from nnexp.plan import Plan
 
 BASELINE = "baseline"
@@ -28,7 +30,7 @@ METRICS = {"test_r2": True, "val_r2": True, "train_mse": False, "test_mse": Fals
            "epochs_to_target": False}
 EXPECT = ("better", "worse", None)
 STUDY_KEYS = ("name", "description", "seeds", "baseline", "metric", "target_mse", "alpha", "experiment", "report_dir",
-              "force", "variants")
+              "force", "variants", "tasks", "tuning")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a variant's name is a file and run name
 
 
@@ -39,6 +41,7 @@ class Variant:
     claim: str = ""
     metric: str = "test_r2"
     expect: str | None = None  # the claim's prediction for the variant against the baseline
+    tune: dict[str, Any] | None = None  # parameters it adds to (a spec) or removes from (null) the tuned space
     cfg: DictConfig | None = None
     plan: Plan | None = None
 
@@ -54,6 +57,8 @@ class Study:
     force: bool
     alpha: float = 0.05
     description: str = ""
+    tasks: list[str] = field(default_factory=list)  # data options the claims are tested on ([]: the composed data)
+    tuning: Tuning | None = None  # each variant also at its own best settings (both protocols)
 
     @property
     def baseline(self) -> Variant:
@@ -70,7 +75,7 @@ def _variant(name: str, raw: Any, default_metric: str) -> Variant:
     if not isinstance(raw, dict):
         raise ConfigError(f, raw, "expected a list of Hydra overrides, or {overrides: [...], claim: ..., metric: ..., "
                           "expect: better|worse}")
-    schema.known_keys(raw, f, ("overrides", "claim", "metric", "expect"), "a variant")
+    schema.known_keys(raw, f, ("overrides", "claim", "metric", "expect", "tune"), "a variant")
     overrides = raw.get("overrides") or []
     if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
         raise ConfigError(f"{f}.overrides", overrides, "expected a list of key=value overrides, e.g. "
@@ -82,7 +87,11 @@ def _variant(name: str, raw: Any, default_metric: str) -> Variant:
     claim = raw.get("claim") or ""
     if not isinstance(claim, str):
         raise ConfigError(f"{f}.claim", claim, "expected the claim as text")
-    return Variant(name, list(overrides), claim, metric, expect)
+    tune = raw.get("tune")
+    if tune is not None and not isinstance(tune, dict):
+        raise ConfigError(f"{f}.tune", tune, "expected {param: {path, type, low, high, ...}} to add or replace a "
+                          "tuned parameter, {param: null} to remove one")
+    return Variant(name, list(overrides), claim, metric, expect, tune)
 
 
 def parse(cfg: DictConfig) -> Study:
@@ -116,11 +125,18 @@ def parse(cfg: DictConfig) -> Study:
                            "expected a training MSE > 0 (for epochs_to_target)")
     alpha = schema.number("ablation.alpha", a.get("alpha", 0.05), lambda v: 0 < v < 1,
                           "expected a significance level in (0, 1)")
+    tasks = a.get("tasks") or []
+    if not isinstance(tasks, (list, ListConfig)) or len(set(tasks)) != len(tasks):
+        raise ConfigError("ablation.tasks", tasks, "expected a list of distinct data options (conf/data/)")
+    for t in tasks:
+        choice("ablation.tasks", t, [o for o in group_options("data") if o != "csv"])
+    tuning = parse_tuning(a.get("tuning"), seeds)
     return Study(str(schema.text("ablation.name", a.get("name"))), seeds, variants, float(target),
                  str(schema.text("ablation.experiment", a.get("experiment", "nnexp-ablation"))),
                  schema.text("ablation.report_dir", a.get("report_dir"), "expected a directory path, or null",
                              optional=True),
-                 schema.boolean("ablation.force", a.get("force", False)), alpha, str(a.get("description") or ""))
+                 schema.boolean("ablation.force", a.get("force", False)), alpha, str(a.get("description") or ""),
+                 [str(t) for t in tasks], tuning)
 
 
 def prepare(study: Study, cache: ConfigCache) -> None:
@@ -155,7 +171,11 @@ def epochs_to_target(r: ReplicaResult, target: float, epochs: int) -> float:
 
 def run(study: Study) -> Outcome:
     """Train every variant on every seed (one pass per structure)."""
-    results = population.fit_seeds([v.plan for v in study.variants], study.seeds)  # type: ignore[misc]
+    return outcome(study, population.fit_seeds([v.plan for v in study.variants], study.seeds))  # type: ignore[misc]
+
+
+def outcome(study: Study, results: list[list[ReplicaResult]]) -> Outcome:
+    """Every variant's per-seed values from its results (`results[i][j]`: variant i on seed j)."""
     out = Outcome()
     for v, rs in zip(study.variants, results, strict=True):
         out.status[v.name] = [r.status for r in rs]

@@ -141,7 +141,7 @@ def fit(net: Network, optimizer: Transform, schedule: Schedule, data: Dataset, *
 
 def _blown_up(ledger: Ledger, active: Array, epoch: int) -> Array:
     """Between evaluations: the rows whose weights became NaN/inf end as diverged."""
-    done = ~np.isfinite(ledger.net.flat).all(axis=1)
+    done = np.asarray(~np.isfinite(ledger.net.flat).all(axis=1))
     if done.any():
         ledger.finish(np.flatnonzero(done), active, DIVERGED,
                       f"training diverged at epoch {epoch}: the weights became NaN/infinite", epoch)

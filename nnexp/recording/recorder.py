@@ -159,6 +159,8 @@ class Recorder:
             for path, reader in list(self.readers.items()):
                 busy += self.drain(reader)
                 if reader.done():
+                    if self.apply is None and reader.replay and not reader.ended:
+                        self.open_store()  # adopted from a dead command whose recorder had recorded it all
                     if self.apply is not None:
                         self.apply.close_orphans(reader)
                     reader.remove()

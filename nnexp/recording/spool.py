@@ -113,6 +113,9 @@ class SpoolReader:
         self.replayed = self.offset  # records up to here were recorded; beyond, by an earlier recorder maybe
         self.replay = False  # look each record's run up first (set by the recorder for adopted files)
         self.header: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError, AttributeError), open(path, "rb") as f:  # who wrote it
+            first = json.loads(f.readline())
+            self.header = first if first.get("op") == "header" else {}
         self.ended = False
         self.torn = b""
 

@@ -107,7 +107,10 @@ def best_against_baseline(best: FrozenTrial, baseline: FrozenTrial | None, metri
                           ) -> dict[str, Any]:
     """The objective as each trial reported it (its thinned curve), best against baseline."""
     runs = {}
-    for label, t in ((f"best (trial {best.number})", best), (f"baseline (trial {baseline.number})", baseline)):
+    pairs = [(f"best (trial {best.number})", best)]
+    if baseline is not None:
+        pairs.append((f"baseline (trial {baseline.number})", baseline))
+    for label, t in pairs:
         curve = attrs(t).get("curve") or {str(k): v for k, v in (t.intermediate_values if t else {}).items()}
         if curve:
             steps = sorted(int(k) for k in curve)
@@ -159,7 +162,7 @@ def render(sweep: Any, trials: list[FrozenTrial], best_first: list[FrozenTrial],
             f"{counts['FAIL']} failed of {settings.n_trials} trials",
             top_table(trials, best_first, baseline, settings.metric)]
     best = best_first[0] if best_first else None
-    if best and baseline and baseline.value is not None:
+    if best and best.value is not None and baseline and baseline.value is not None:
         word = "beats" if (best.value - baseline.value) * (1 if settings.maximize else -1) > 0 else "does not beat"
         text.append(f"best trial {best.number} {word} the baseline on {settings.metric}: "
                     f"{best.value:.4f} vs {baseline.value:.4f} ({best.value - baseline.value:+.4f})")

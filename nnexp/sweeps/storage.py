@@ -134,6 +134,13 @@ def open_study(storage, name: str, parts: Mapping[str, Any], *, create: bool, di
     return study
 
 
+def flush(storage) -> None:
+    """The journal file's appended operations to the disk (a population's end; RDBs commit their own)."""
+    backend: Any = getattr(storage, "_backend", None)
+    if hasattr(backend, "sync"):
+        backend.sync()
+
+
 def id_of_study(storage, study: optuna.Study) -> int:
     return storage.get_study_id_from_name(study.study_name)
 

@@ -18,6 +18,7 @@ from nnexp.engine.loop import COMPLETED, DIVERGED, PRUNED, STOPPED, ReplicaResul
 from nnexp.interrupts import deferred
 from nnexp.plan import Plan
 from nnexp.recording import Recording, records
+from nnexp.sweeps import storage
 from nnexp.sweeps.settings import Settings
 
 TrialState = optuna.trial.TrialState
@@ -124,10 +125,8 @@ class TrialLog:
 
     def sync(self) -> None:
         """A population's end: its journal operations and records flushed to the disk."""
-        backend = getattr(getattr(self.study, "_storage", None), "_backend", None)
         with self.phases("optuna"):
-            if hasattr(backend, "sync"):
-                backend.sync()
+            storage.flush(getattr(self.study, "_storage", None))
         with self.phases("record"):
             self.rec.writer.sync()
 
