@@ -20,6 +20,9 @@ def without_group(overrides: Sequence[str], group: str) -> list[str]:
     return [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] != group]
 
 
+MAX_OVERRIDE = 8_000  # characters: a list of 1,000 seeds takes ~4,000
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "config", hydra_node: bool = False) -> DictConfig:
     """Compose the project's config with Hydra's compose API (no output directory, no logging).
 
@@ -28,6 +31,11 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config", hydra_no
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    for o in overrides:
+        if len(o) > MAX_OVERRIDE:  # Hydra's override parser takes ~20 s on 50,000 characters
+            key = o.split("=", 1)[0]
+            raise ConfigError(key, f"<{len(o):,} characters>", f"an override may be at most {MAX_OVERRIDE:,} "
+                              "characters long; put a longer value in a config file under conf/")
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=hydra_node)

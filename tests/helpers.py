@@ -32,7 +32,7 @@ def sweep_args(tmp_path: Path, *extra: str, name: str = "t", n: int = 8, populat
     return [f"sweep.study_name={name}", f"sweep.storage=journal:{tmp_path / 'optuna.log'}",
             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", f"sweep.n_trials={n}",
             f"sweep.population={population}", f"trainer.epochs={epochs}", "sweep.confirm_seeds=[1,2,3]",
-            *startup, "sweep.eval_every=2", *extra]
+            *startup, f"sweep.eval_every={10 if epochs >= 100 else 2}", *extra]
 
 
 def run_sweep(args: list[str]):

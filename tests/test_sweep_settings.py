@@ -195,7 +195,10 @@ BAD = {
     "unknown pruner": (["sweep.pruner.name=medain"], r"sweep.pruner.name = 'medain' .*Did you mean 'median'"),
     # confirmation seeds and curves
     "duplicate confirm seeds": (["sweep.confirm_seeds=[1,1,2]"], r"sweep.confirm_seeds = \[1, 1, 2\] .*distinct"),
-    "10,000 confirm seeds": ([TOO_MANY_SEEDS], r"sweep.confirm_seeds .*2 to 100 distinct"),
+    "101 confirm seeds": (["sweep.confirm_seeds=[" + ",".join(map(str, range(1, 102))) + "]"],
+                          r"sweep.confirm_seeds .*2 to 100 distinct"),
+    "10,000 confirm seeds (too long for Hydra's parser)": ([TOO_MANY_SEEDS], r"sweep.confirm_seeds = '<48,915 "
+                                                                             r"characters>' .*at most 8,000"),
     "one confirm seed": (["sweep.confirm_seeds=[1]"], r"sweep.confirm_seeds = \[1\] is not valid"),
     "confirm seeds not a list": (["sweep.confirm_seeds=1"], r"sweep.confirm_seeds = 1 is not valid"),
     "negative confirm seed": (["sweep.confirm_seeds=[-1,2]"], r"sweep.confirm_seeds = \[-1, 2\] is not valid"),

@@ -52,16 +52,37 @@ def arms(studies: dict[str, Study], tuned_by: dict[tuple[str, str], Tuned], budg
 
 
 def evaluate(all_arms: list[Arm]) -> None:
-    """Train every arm's variants on the evaluation seeds (one packed call), then judge each arm."""
-    plans: list[Plan] = [v.plan for a in all_arms for v in a.study.variants]  # type: ignore[misc]
-    seeds = all_arms[0].study.seeds
-    results = population.fit_seeds(plans, seeds)
+    """Train every arm's variants on the evaluation seeds (one packed call; a plan two arms share, e.g.
+    a variant whose best of 8 trials is its best of 64, trains once), then judge each arm."""
+    plans = [judged(v.plan, v is a.study.baseline or v.metric == "epochs_to_target", a.study)  # type: ignore[arg-type]
+             for a in all_arms for v in a.study.variants]
+    keys = [key(p) for p in plans]
+    distinct = list(dict.fromkeys(keys))
+    first = {k: keys.index(k) for k in distinct}
+    results = dict(zip(distinct, population.fit_seeds([plans[first[k]] for k in distinct], all_arms[0].study.seeds),
+                       strict=True))
     i = 0
     for a in all_arms:
         n = len(a.study.variants)
-        a.out = outcome(a.study, results[i:i + n])
+        a.out = outcome(a.study, [results[k] for k in keys[i:i + n]])
         a.rows = analyse(a.study, a.out)
         i += n
+
+
+def judged(plan: Plan, compared_on_epochs: bool, study: Study) -> Plan:
+    """A plan as its arm needs it: evaluated after every epoch only where the epochs to a target are
+    compared (that variant and the baseline); the others read the final epoch's metrics, and train
+    the same either way."""
+    if plan.patience or (compared_on_epochs and any(v.metric == "epochs_to_target" for v in study.variants)):
+        return plan
+    return replace(plan, eval_every=plan.epochs)
+
+
+def key(plan: Plan) -> tuple:
+    """What makes two plans train the same runs."""
+    return (id(plan.data), plan.spec, plan.optimizer, repr(sorted(plan.optimizer_args.items())), repr(plan.lr),
+            plan.schedule, repr(sorted(plan.schedule_args.items())), plan.epochs, plan.batch_size, plan.patience,
+            repr(plan.dropout), plan.eval_every)
 
 
 @dataclass(frozen=True)

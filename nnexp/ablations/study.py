@@ -187,7 +187,9 @@ def outcome(study: Study, results: list[list[ReplicaResult]]) -> Outcome:
             for m in ("test_r2", "val_r2", "train_mse", "test_mse"):
                 vals[m].append(float(f.get(m, math.nan)))
             vals["gap_mse"].append(float(f["test_mse"] - f["train_mse"]) if f else math.nan)
-            vals["epochs_to_target"].append(epochs_to_target(r, study.target_mse, epochs) if r.ok else math.nan)
+            dense = v.plan.eval_every == 1  # type: ignore[union-attr]  # else not measured (a tuned study's arms)
+            vals["epochs_to_target"].append(epochs_to_target(r, study.target_mse, epochs) if r.ok and dense
+                                            else math.nan)
         out.values[v.name] = vals
         out.curves[v.name] = [r.curves["val_mse"] for r in rs if r.ok]
     return out

@@ -153,8 +153,18 @@ class NumberedRandom(optuna.samplers.BaseSampler):
         return {}
 
     def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
-        seed = int(hashlib.sha256(f"{self.seed}:{trial.number}:{name}".encode()).hexdigest()[:8], 16)
-        return optuna.samplers.RandomSampler(seed=seed).sample_independent(study, trial, name, distribution)
+        seed = int(hashlib.sha256(f"{self.seed}:{trial.number}:{name}".encode()).hexdigest()[:16], 16)
+        u = np.random.default_rng(seed).random()  # one uniform draw in [0, 1) per trial and parameter
+        d = distribution
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            return d.choices[int(u * len(d.choices))]
+        integer = isinstance(d, optuna.distributions.IntDistribution)
+        if d.log:  # log-uniform (an integer: rounded, within the bounds)
+            value = math.exp(math.log(d.low) + u * (math.log(d.high) - math.log(d.low)))
+            return min(max(round(value), d.low), d.high) if integer else value
+        if d.step is not None:  # a grid: low, low + step, ..., high
+            return d.low + d.step * int(u * (round((d.high - d.low) / d.step) + 1))
+        return d.low + u * (d.high - d.low)
 
 
 def sampler(tuning: Tuning, name: str) -> optuna.samplers.BaseSampler:
