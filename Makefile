@@ -20,7 +20,10 @@ MLFLOW_ENV := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=
 
 .DEFAULT_GOAL := help
 STUDY  ?= seed_claims
-.PHONY: help setup test lint bench train sweep sweep-worker ablation ablation-record ablation-check ui server predict serve need-model clean
+SWEEP  ?= default
+JOURNAL ?= $(CURDIR)/optuna-journal.log
+DASH_PORT ?= 8080
+.PHONY: help setup test test-fast lint bench train train-best dashboard sweep sweep-worker ablation ablation-record ablation-check ui server predict serve need-model clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,12 +40,19 @@ setup: $(READY) ## create .venv and install nnexp with its dev tools (done by ev
 test: $(READY) ## run the test suite
 	$(BIN)/python -m pytest -q -n 2
 
+FAST_TESTS := $(addprefix tests/test_,gradients.py optim.py schedules.py train.py population.py model.py data.py stats.py configs.py boundaries.py plots.py)
+test-fast: $(READY) ## the engine, data, statistics and config tests only (under a minute; no MLflow, sweeps or servers)
+	$(BIN)/python -m pytest -q -n 2 $(FAST_TESTS)
+
 lint: $(READY) ## ruff check (style, imports, bugbear) and mypy on the engine
 	$(BIN)/ruff check .
 	$(BIN)/mypy nnexp --ignore-missing-imports
 
 train: $(READY) ## one tracked run of the seed baseline; any Hydra override via ARGS="optimizer.lr=0.05 model=mlp_8_6_4"
 	$(BIN)/python experiments/train.py $(ARGS)
+
+train-best: $(READY) ## train a sweep's best trial again, recorded with its model (SWEEP=default; ARGS="sweep.storage=..." for another storage)
+	$(BIN)/python experiments/train.py --best=$(SWEEP) $(ARGS)
 
 sweep: $(READY) ## the default Optuna sweep against the baseline (WORKERS=2 for two processes; ARGS="sweep=architecture ...")
 	$(BIN)/python experiments/sweep.py sweep.workers=$(WORKERS) $(ARGS)
@@ -63,6 +73,12 @@ ui: $(READY) ## MLflow UI on the project's store, bound to 127.0.0.1 (PORT=5000 
 	@echo "MLflow UI: http://$(HOST):$(PORT)  (store: $(STORE); Ctrl-C to stop)"
 	$(MLFLOW_ENV) $(BIN)/mlflow ui --backend-store-uri $(STORE) --artifacts-destination file://$(ARTIFACTS) \
 	  --host $(HOST) --port $(PORT) --workers 1
+
+dashboard: $(READY) ## optuna-dashboard on the sweeps' journal file (JOURNAL=optuna-journal.log), 127.0.0.1:DASH_PORT=8080; installed on first use
+	@test -f "$(JOURNAL)" || { echo "no Optuna journal at $(JOURNAL) yet: run make sweep first (or JOURNAL=<path>)" >&2; exit 2; }
+	@$(BIN)/python -c "import optuna_dashboard" 2>/dev/null || $(BIN)/python -m pip install --quiet 'optuna-dashboard>=0.17'
+	@echo "optuna-dashboard: http://$(HOST):$(DASH_PORT)  (storage: $(JOURNAL); Ctrl-C to stop)"
+	$(BIN)/optuna-dashboard --storage-class JournalFileStorage --host $(HOST) --port $(DASH_PORT) "$(JOURNAL)"
 
 server: $(READY) ## a local MLflow tracking server (127.0.0.1, SERVER_PORT=5001) with its own store in server/, for shared sweeps
 	@mkdir -p $(SERVER_DIR)

@@ -47,13 +47,22 @@ def guarded(fn: Callable[[], Any], interrupted: str = "the run was recorded as K
 
 
 def run_train(argv: Sequence[str]) -> None:
-    """`make train`: one tracked run; exit 1 if it diverged."""
+    """`make train`: one tracked run; exit 1 if it diverged. `--best=<study>` (`make train-best`) trains
+    a sweep's best trial again (its storage: `sweep.storage=...` among the overrides, else the default)."""
 
     def go():
         import nnexp
         from nnexp.runner import summary_text
 
-        summary = nnexp.train(argv, progress=None)
+        args = list(argv)
+        best = next((a for a in args if a.startswith("--best=")), None)
+        if best is not None:
+            from nnexp.sweeps.storage import best_overrides
+
+            storage = next((a for a in args if a.startswith("sweep.storage=")), None)
+            args = [a for a in args if a not in (best, storage)]
+            args = [*best_overrides(best.split("=", 1)[1], storage.split("=", 1)[1] if storage else None), *args]
+        summary = nnexp.train(args, progress=None)
         print(summary_text(summary))
         return summary
 

@@ -269,3 +269,21 @@ def test_an_override_that_makes_sampled_choices_equal_is_refused_naming_both(tmp
     with pytest.raises(ConfigError, match=r"sweep.space.model = \['mlp_6_4', 'mlp_8_6_4'\].*model.hidden=\[10,6\]"):
         run_sweep(args_for(tmp_path, "model.hidden=[10,6]"))
     assert runs(tmp_path)[1] == []
+
+
+def test_make_train_best_trains_the_sweeps_best_trial_again(tmp_path):
+    summary = run_sweep(args_for(tmp_path, "sweep.confirm_seeds=[]", n=6, population=3, epochs=8))
+    assert "make train-best SWEEP=t ARGS=sweep.storage=journal:" in summary.text
+    storage = f"sweep.storage=journal:{tmp_path / 'optuna.log'}"
+    store = f"tracking.uri=sqlite:///{tmp_path / 'train.db'}"
+    out = run_script("train.py", "--best=t", storage, store, "tracking.plots=false", "tracking.log_model=false")
+    assert out.returncode == 0, out.stderr
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'train.db'}")
+    run = client.search_runs([client.get_experiment_by_name("nnexp").experiment_id])[0]
+    best = summary.best
+    assert float(run.data.params["optimizer.lr"]) == best.params["lr"] and run.data.params["trainer.epochs"] == "8"
+    assert run.data.metrics["val_r2"] == pytest.approx(best.value, abs=1e-12)  # the same training, every epoch seen
+    wrong = run_script("train.py", "--best=nope", storage, store)
+    assert wrong.returncode == 2 and "SWEEP = 'nope'" in wrong.stderr and "its sweeps: t" in wrong.stderr

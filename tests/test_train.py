@@ -202,3 +202,22 @@ def test_r2_of_a_target_constant_up_to_rounding_is_undefined_not_garbage(values,
     r = train.fit(model.MLPSpec(sizes=(1, 3, 1)).build(0), optim.make("sgd"), schedules.constant(0.01), d,
                   epochs=2, batch_size=5, shuffle_seeds=0)[0]
     assert np.isfinite(r.final["test_mse"]) and np.isnan(r.final["test_r2"]) and np.isnan(r.final["train_r2"])
+
+
+def test_the_xor_experiment_says_how_many_seeds_learn_xor():
+    import re
+
+    from nnexp import population
+    from nnexp.config import ConfigCache
+    from nnexp.paths import project_root
+
+    text = (project_root() / "conf" / "experiment" / "phase1_xor.yaml").read_text()
+    said = re.search(r"(\d+) of the 20 seeds 0-19 learn it \(.*?; seeds ([\d, \n#]+)\)", text, re.S)
+    cache = ConfigCache(["experiment=phase1_xor"])
+    plan = cache.plan(cache.composed())
+    d = plan.data
+    learned = [i for i, r in enumerate(population.fit_seeds([plan], list(range(20)))[0])
+               if np.all((model.Model.from_state(plan.spec, r.state, d.scaler).predict(d.x_test) > 0.5)
+                         == (d.y_test[:, 0] > 0.5))]
+    assert said and int(said.group(1)) == len(learned) and plan.seeds == [1] and 1 in learned
+    assert [int(s) for s in re.findall(r"\d+", said.group(2))] == learned

@@ -5,6 +5,7 @@ train again, and the winner confirmed on fresh seeds (those runs recorded with t
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,12 @@ def trial_metric(t: FrozenTrial | None, name: str) -> float:
 
 
 def best_overrides(sweep: Any, t: FrozenTrial) -> list[str]:
-    """The Hydra overrides that give trial `t`'s config: the sweep's base overrides and its values."""
+    """The Hydra overrides that give trial `t`'s config: the sweep's base overrides (less where it was
+    recorded: `tracking.*`) and its values."""
     values = [f"{p.path}={t.params[p.name]}" for p in sweep.settings.space if p.name in t.params]
-    return [*sweep.study.user_attrs.get("nnexp.base_overrides", []), *values]
+    base = [o for o in sweep.study.user_attrs.get("nnexp.base_overrides", [])
+            if not o.lstrip("+~").startswith("tracking.")]
+    return [*base, *values]
 
 
 def summarize(sweep: Any) -> SweepSummary:
@@ -55,6 +59,8 @@ def summarize(sweep: Any) -> SweepSummary:
     baseline = next((t for t in trials if t.user_attrs.get("nnexp.baseline")), None)
     confirmation = confirm(sweep.configs, best, baseline, settings.confirm_seeds) if best and baseline and \
         settings.confirm_seeds else None
+    if best is not None:  # for `make train-best SWEEP=<study>`
+        study.set_user_attr("nnexp.best_overrides", best_overrides(sweep, best))
     text = render(sweep, trials, best_first, baseline, counts, confirmation)
     summary = SweepSummary(settings.study_name, sweep.parent_key, counts, best, baseline, confirmation, text)
     if confirmation is not None:
@@ -166,8 +172,11 @@ def render(sweep: Any, trials: list[FrozenTrial], best_first: list[FrozenTrial],
         word = "beats" if (best.value - baseline.value) * (1 if settings.maximize else -1) > 0 else "does not beat"
         text.append(f"best trial {best.number} {word} the baseline on {settings.metric}: "
                     f"{best.value:.4f} vs {baseline.value:.4f} ({best.value - baseline.value:+.4f})")
-        text.append("train it again, recorded with its model and plots:\n  make train ARGS=\""
-                    + " ".join(best_overrides(sweep, best)) + "\"")
+        where = f" ARGS={shlex.quote('sweep.storage=' + settings.storage)}" if settings.storage else ""
+        quoted = " ".join(shlex.quote(o) for o in best_overrides(sweep, best))
+        text.append(f"train it again, recorded with its model and plots:\n  make train-best "
+                    f"SWEEP={shlex.quote(settings.study_name)}{where}\n  (the same as make train "
+                    f"ARGS={shlex.quote(quoted)})")
     if c is not None:
         text.append(confirmation_text(c))
     return "\n\n".join(text)

@@ -134,6 +134,23 @@ def open_study(storage, name: str, parts: Mapping[str, Any], *, create: bool, di
     return study
 
 
+def best_overrides(name: str, url: str | None) -> list[str]:
+    """The overrides of study `name`'s best trial, as the sweep's end stored them (`make train-best`)."""
+    store = open_storage(url)
+    try:
+        study = optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(store)
+                          if not s.study_name.startswith("ablation:")) or "none yet"
+        raise ConfigError("SWEEP", name, f"no such sweep in {describe(url)} (its sweeps: {names}); a sweep in "
+                          "another storage needs ARGS=\"sweep.storage=...\"") from None
+    best = study.user_attrs.get("nnexp.best_overrides")
+    if not isinstance(best, list) or not all(isinstance(o, str) for o in best):
+        raise ConfigError("SWEEP", name, "this sweep has not finished with a best trial yet (run `make sweep` with "
+                          "it to the end first)")
+    return best
+
+
 def flush(storage) -> None:
     """The journal file's appended operations to the disk (a population's end; RDBs commit their own)."""
     backend: Any = getattr(storage, "_backend", None)
