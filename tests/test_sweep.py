@@ -1,5 +1,6 @@
 """`make sweep`: trials in Optuna and MLflow, the baseline, pruning, failures, resume, workers, bad configs."""
 
+import json
 import math
 import os
 import signal
@@ -274,6 +275,13 @@ def test_an_override_that_makes_sampled_choices_equal_is_refused_naming_both(tmp
 def test_make_train_best_trains_the_sweeps_best_trial_again(tmp_path):
     summary = run_sweep(args_for(tmp_path, "sweep.confirm_seeds=[]", n=6, population=3, epochs=8))
     assert "make train-best SWEEP=t ARGS=sweep.storage=journal:" in summary.text
+    assert "/runs?viewStateShareKey=nnexp-sweep-t" in summary.text  # the UI's runs table, set up (below)
+    client, _ = mlflow_runs(tmp_path)
+    exp = client.get_experiment_by_name("nnexp-sweep")
+    view = json.loads(exp.tags["mlflow.sharedViewState.nnexp-sweep-t"])
+    assert view["searchFilter"] == "tags.`optuna.study` = 't'" and view["orderByKey"] == "metrics.`val_r2`"
+    assert not view["orderByAsc"] and {"metrics.`test_r2`", "params.`sampled.lr`"} <= set(view["selectedColumns"])
+    assert list(view["runsExpanded"].values()) == [True]
     storage = f"sweep.storage=journal:{tmp_path / 'optuna.log'}"
     store = f"tracking.uri=sqlite:///{tmp_path / 'train.db'}"
     out = run_script("train.py", "--best=t", storage, store, "tracking.plots=false", "tracking.log_model=false")

@@ -69,6 +69,7 @@ class Recording:
         self.writer = SpoolWriter(self.dir, self.session, self.uri)
         self.status, self.error, self.lag = "starting", "", 0
         self.run_ids: dict[str, str] = {}  # record key -> MLflow run id, as the recorder reports them
+        self.experiment_ids: dict[str, str] = {}  # record key -> its run's MLflow experiment id
         self.scratches: list[Path] = []
         self.proc: subprocess.Popen | None = None if joined else self._start()
 
@@ -89,8 +90,9 @@ class Recording:
             if word == "error":
                 self.error = rest
             elif word == "run":
-                key, _, run_id = rest.partition(" ")
+                key, run_id, *experiment = rest.split(" ")
                 self.run_ids[key] = run_id
+                self.experiment_ids[key] = experiment[0] if experiment else ""
             elif word == "lag":
                 self.lag = int(rest)
             else:

@@ -10,6 +10,7 @@ first: a run it already ended is skipped, a half-logged one is completed.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,13 @@ class ParentNotYet(RuntimeError):
     """A child's parent run is recorded by another process that has not got to it yet (retried)."""
 
 
+VIEW_TAG = "mlflow.sharedViewState."  # MLflow UI: #/experiments/<id>?viewStateShareKey=<key> opens this view
 FIGURES = ("learning_curves", "predictions", "residuals", "compare_steps", "bands", "effects", "steps_over_time")
 
 
 class Applier:
     def __init__(self, store: Store, on_run: Any = None) -> None:
-        self.store, self.on_run = store, on_run or (lambda key, run_id: None)
+        self.store, self.on_run = store, on_run or (lambda key, run_id, experiment_id: None)
         self.open: dict[Path, dict[str, str]] = {}  # spool -> key -> run id of the runs it left RUNNING
 
     def __call__(self, record: dict[str, Any], source: Path, replay: bool = False) -> None:
@@ -40,8 +42,13 @@ class Applier:
         if run_id is None:
             self.clean(record, source)
             return
-        self.on_run(record["key"], run_id)
+        self.on_run(record["key"], run_id, self.store.experiment(record["experiment"]))
         self.log(run_id, record, source)
+        if record.get("view"):  # a runs table set up for this run's children, under a share key
+            view = record["view"]
+            state = {**view["state"], "runsExpanded": {run_id: True}}
+            self.store.client.set_experiment_tag(self.store.experiment(record["experiment"]),
+                                                 f"{VIEW_TAG}{view['key']}", json.dumps(state))
         status = record.get("status")
         runs = self.open.setdefault(source, {})
         if status:

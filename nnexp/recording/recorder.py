@@ -70,10 +70,10 @@ class Recorder:
         self.apply = Applier(self.store, on_run=self.announce)
         say("ready")
 
-    def announce(self, key: str, run_id: str) -> None:
+    def announce(self, key: str, run_id: str, experiment_id: str) -> None:
         if key not in self.announced:
             self.announced.add(key)
-            say("run", key, run_id)
+            say("run", key, run_id, experiment_id)
 
     def adopt(self) -> None:
         """Start draining the session's new spool files and any file whose writer and recorder are gone."""

@@ -35,6 +35,7 @@ class Store:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        self._experiments: dict[str, str] = {}  # name -> id
         # a new store is created and migrated on first use (about 1 s): cut halfway, its half-made schema
         # would fail every later run ("duplicate column name"), so the first use is never cut
         with deferred():
@@ -49,6 +50,11 @@ class Store:
 
     @functools.cache  # noqa: B019 - one Store per recorder process
     def experiment(self, name: str) -> str:
+        if name not in self._experiments:
+            self._experiments[name] = self._experiment(name)
+        return self._experiments[name]
+
+    def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
         if found is None:
             try:

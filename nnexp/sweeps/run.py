@@ -29,6 +29,7 @@ from nnexp.sweeps import space
 from nnexp.sweeps import storage as studies
 from nnexp.sweeps.settings import Settings, make_pruner, make_sampler, read_settings
 from nnexp.sweeps.trials import Configs
+from nnexp.sweeps.view import runs_view, ui_link, view_key
 from nnexp.sweeps.worker import SweepError, Worker
 
 SCRIPT = project_root() / "experiments" / "sweep.py"
@@ -128,7 +129,8 @@ class Sweep:
         text = OmegaConf.to_yaml(OmegaConf.create({"sweep": mapping(self.cfg.sweep), **mapping(self.base_cfg)}))
         return records.run(self.parent_key, self.settings.experiment, name=f"sweep {self.settings.study_name}",
                            tags={"nnexp.kind": "sweep", **self.settings_tags(), **records.provenance()},
-                           params=self.parts, texts={"sweep.yaml": text}, start_ms=records.now_ms(), resume=True)
+                           params=self.parts, texts={"sweep.yaml": text}, start_ms=records.now_ms(), resume=True,
+                           view={"key": view_key(self.settings.study_name), "state": runs_view(self.settings)})
 
     def end_parent(self, status: str, reason: str = "", **fields: Any) -> None:
         tags = {**fields.pop("tags", {}), **({"nnexp.failure_reason": reason[:5000]} if reason else {})}
@@ -222,6 +224,10 @@ def _run(cfg: DictConfig, overrides: Sequence[str], worker_index: int | None,
         summary = summarize(sweep)
         sweep.rec.finish()
         summary.parent_run = sweep.rec.run_ids.get(sweep.parent_key, "")
+        experiment = sweep.rec.experiment_ids.get(sweep.parent_key)
+        if experiment:
+            link = ui_link(experiment, sweep.settings.study_name)
+            summary.text += f"\n\nin the MLflow UI (make ui): {link}  (this sweep's runs, best first)"
         return summary
     except BaseException as e:
         status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
