@@ -54,10 +54,15 @@ def one_sweep(population_size: int, workers: int, n: int, *extra: str):
         args = sweep_args(Path(d), f"sweep.population={population_size}", f"sweep.n_trials={n}",
                           f"sweep.workers={workers}", *extra)
         seen: dict = {}
+
+        def population(w) -> None:
+            seen["worker"], seen["last"] = w, time.perf_counter()
+
         t0 = time.perf_counter()
-        summary = sr.run(compose(args), args, on_population=lambda w: seen.setdefault("worker", w))
+        summary = sr.run(compose(args), args, on_population=population)
         wall = time.perf_counter() - t0
-        timing = {k: v / n for k, v in seen["worker"].phases.seconds.items()} | {"wall": wall / n}
+        timing = {k: v / n for k, v in seen["worker"].phases.seconds.items()} | {"wall": wall / n,
+                                                                              "end": time.perf_counter() - seen["last"]}
         study = _load(Path(d), summary.study_name)
         trials = study.trials
         facts = {"best": study.best_value, "pruned": sum(t.state.name == "PRUNED" for t in trials),
@@ -94,6 +99,10 @@ def section_sweep() -> None:
                     line += f"   mean of {each}"
             print(line)
     r1, rp = results[(1, 1)], results[(DEFAULT_P, 1)]
+    own = 1e3 * (rp[1]["optuna"] + rp[1]["config"] + rp[1]["record"])
+    print(f" the default sweep (P = {DEFAULT_P}, 384 trials, no confirmation), start to end: "
+          f"{rp[1]['wall'] * 384:.1f} s, {rp[1]['end']:.1f} s of it after the last population (the end "
+          f"report, its plots, the recorder's drain); the worker's own bookkeeping {own:.1f} ms a trial")
     print(f" targets (one worker, P = 1 against the default P = {DEFAULT_P}, each the mean of two runs)")
     for text, value, goal in ((f"trials/min, P = {DEFAULT_P} / P = 1 >= 4", rp[0] / r1[0], 4.0),
                               (f"training only, P = {DEFAULT_P} / P = 1 >= 6", r1[1]["train"] / rp[1]["train"], 6.0)):

@@ -184,7 +184,7 @@ def test_a_killed_worker_does_not_hold_its_trials_forever(tmp_path):
 def test_four_workers_on_the_embedded_storage(tmp_path):
     """The multi-machine path on one machine: `make sweep` starts the study, four `make sweep-worker`
     processes started together share it, and `make sweep` again reports (nothing left to run)."""
-    args = args_for(tmp_path, "sweep.confirm_seeds=[]", n=40, population=2, epochs=300)
+    args = args_for(tmp_path, "sweep.confirm_seeds=[]", n=32, population=2, epochs=200)
     assert run_script("sweep.py", *[a for a in args if not a.startswith("sweep.n_trials")],
                       "sweep.n_trials=1").returncode == 0
     workers = [subprocess.Popen([sys.executable, "experiments/sweep.py", f"--worker={i}", *args], cwd=ROOT,
@@ -195,7 +195,7 @@ def test_four_workers_on_the_embedded_storage(tmp_path):
         assert w.returncode == 0 and "database is locked" not in err and "Traceback" not in err, err
     out = run_script("sweep.py", *args)
     assert out.returncode == 0, out.stderr
-    _, trials = assert_complete_and_unique(tmp_path, 40)
+    _, trials = assert_complete_and_unique(tmp_path, 32)
     assert len({r.data.tags["nnexp.population"].split(":")[1] for r in trials}) >= 3  # the workers shared it
 
 

@@ -198,10 +198,10 @@ def test_an_interrupted_population_sweep_resumes_to_exactly_n_trials(tmp_path, s
 
 @pytest.mark.slow
 def test_two_worker_processes_share_the_study_without_losing_or_duplicating_trials(tmp_path):
-    out = run_script("sweep.py", *args_for(tmp_path, "sweep.workers=2", "sweep.confirm_seeds=[]", n=40,
-                                           population=2, epochs=300))
+    out = run_script("sweep.py", *args_for(tmp_path, "sweep.workers=2", "sweep.confirm_seeds=[]", n=32,
+                                           population=2, epochs=200))
     assert out.returncode == 0, out.stderr
-    study, trials = assert_complete_and_unique(tmp_path, 40)
+    study, trials = assert_complete_and_unique(tmp_path, 32)
     pids = {r.data.tags["nnexp.population"].split(":")[1] for r in trials}
     assert len(pids) == 2, "both workers trained trials"
     assert not math.isnan(study.best_value)
