@@ -121,15 +121,8 @@ def load(model_uri: str, tracking_uri: str | None = None) -> VerifiedModel:
     tracking_uri: the store holding the run (default: MLFLOW_TRACKING_URI, else the project's own)."""
     import mlflow
 
-    from nnexp.recording import resolve_uri
-
-    uri = resolve_uri(tracking_uri)
-    client = mlflow.MlflowClient(uri)
-    run_id, model_id, sums = recorded(client, model_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_id}", dst_path=tmp,
-                                                         tracking_uri=uri))
-        verify(local, sums, run_id, model_id, where=model_uri)
+        local, run_id, model_id = _checked_copy(model_uri, tmp, tracking_uri)
         pyfunc = mlflow.pyfunc.load_model(str(local))
     return VerifiedModel(pyfunc, run_id, model_id)
 
@@ -137,17 +130,25 @@ def load(model_uri: str, tracking_uri: str | None = None) -> VerifiedModel:
 def fetch(model_uri: str, destination: str | Path, tracking_uri: str | None = None) -> Path:
     """Download a logged model into `destination` and check it as `load` does, without loading it: the
     checked copy can then be served (`mlflow models serve -m <copy>`)."""
+    Path(destination).mkdir(parents=True, exist_ok=True)
+    return _checked_copy(model_uri, destination, tracking_uri)[0]
+
+
+def _checked_copy(model_uri: str, destination: str | Path, tracking_uri: str | None) -> tuple[Path, str, str]:
+    """The model's artifact downloaded from its own location in the given store (not through
+    `models:/<id>`, which MLflow resolves against the process's global tracking URI) and checked."""
     import mlflow
 
     from nnexp.recording import resolve_uri
 
     uri = resolve_uri(tracking_uri)
-    run_id, model_id, sums = recorded(mlflow.MlflowClient(uri), model_uri)
-    Path(destination).mkdir(parents=True, exist_ok=True)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_id}",
-                                                     dst_path=str(destination), tracking_uri=uri))
+    client = mlflow.MlflowClient(uri)
+    run_id, model_id, sums = recorded(client, model_uri)
+    location = client.get_logged_model(model_id).artifact_location
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(destination),
+                                                     tracking_uri=uri))
     verify(local, sums, run_id, model_id, where=model_uri)
-    return local
+    return local, run_id, model_id
 
 
 def recorded(client: Any, model_uri: str) -> tuple[str, str, dict[str, str]]:
