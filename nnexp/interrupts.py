@@ -75,13 +75,16 @@ def sigterm_interrupts() -> None:
 def deferred() -> Iterator[None]:
     """Note SIGINT/SIGTERM until the block is done; one that arrived meanwhile is raised right after."""
     main = threading.current_thread() is threading.main_thread()
-    if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    if not main:  # signals reach the main thread only: another thread's block must not hold them back
+        yield
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _handler)  # same behaviour outside blocks, deferral inside
     _state.depth += 1
     try:
         yield
     finally:
         _state.depth -= 1
-    if not _state.depth and _state.pending and main:
+    if not _state.depth and _state.pending:
         reason, _state.pending = _state.pending, ""
         raise _interrupt(reason)

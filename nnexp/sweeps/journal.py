@@ -18,6 +18,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from nnexp import faults
 from nnexp.errors import StoreError
+from nnexp.interrupts import deferred
 
 
 class Journal(JournalFileBackend):
@@ -98,12 +99,16 @@ def open_journal(path: Path) -> optuna.storages.JournalStorage:
 
 @contextlib.contextmanager
 def locked(lock: JournalFileSymlinkLock) -> Iterator[None]:
-    """Hold the journal's lock: the one Optuna's append takes, so no worker appends meanwhile."""
+    """Hold the journal's lock: the one Optuna's append takes, so no worker appends meanwhile. Ctrl-C and
+    SIGTERM wait until it is released: Optuna's release renames the lock, then unlinks the renamed file,
+    and an interrupt between the two made it unlink twice (FileNotFoundError, a traceback instead of a
+    clean stop; seen once in a test run)."""
     lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
+    with deferred():
+        try:
+            yield
+        finally:
+            lock.release()
 
 
 def _whole(line: bytes) -> bool:
