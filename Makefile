@@ -38,7 +38,7 @@ $(READY): pyproject.toml
 setup: $(READY) ## create .venv and install nnexp with its dev tools (done by every target on first use)
 
 test: $(READY) ## run the test suite
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 FAST_TESTS := $(addprefix tests/test_,gradients.py optim.py schedules.py train.py population.py model.py data.py stats.py configs.py boundaries.py plots.py)
 test-fast: $(READY) ## the engine, data, statistics and config tests only (under a minute; no MLflow, sweeps or servers)
