@@ -48,15 +48,22 @@ def _finite(values: Sequence[float] | Array) -> Array:
     return x[np.isfinite(x)]
 
 
+def _values(values: Sequence[float] | Array) -> tuple[Array, float, Interval | None]:
+    """The finite values, their mean, and the interval itself when there are too few for one (none: NaN;
+    one: a point)."""
+    x = _finite(values)
+    if len(x) == 0:
+        return x, math.nan, Interval(math.nan, math.nan, math.nan, 0)
+    m = float(x.mean())
+    return x, m, Interval(m, m, m, 1) if len(x) == 1 else None
+
+
 def mean_ci(values: Sequence[float] | Array, confidence: float = 0.95) -> Interval:
     """Student-t interval: mean ± t_{(1+c)/2, n-1} · s / sqrt(n) (NaNs dropped; n = 1 gives a point)."""
-    x = _finite(values)
+    x, m, degenerate = _values(values)
+    if degenerate is not None:
+        return degenerate
     n = len(x)
-    if n == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    m = float(x.mean())
-    if n == 1:
-        return Interval(m, m, m, 1)
     half = float(sps.t.ppf((1 + confidence) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
     return Interval(m, m - half, m + half, n)
 
@@ -73,13 +80,10 @@ def bootstrap_mean_ci(values: Sequence[float] | Array, confidence: float = 0.95,
     quantiles); the t interval stays the primary one, the bootstrap shows a skewed difference. One seed gives
     one interval (on a given NumPy: NEP 19 does not promise Generator streams across NumPy versions); the
     resample indices are one resamples × n array, so memory grows with n."""
-    x = _finite(values)
+    x, m, degenerate = _values(values)
+    if degenerate is not None:
+        return degenerate
     n = len(x)
-    if n == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    m = float(x.mean())
-    if n == 1:
-        return Interval(m, m, m, 1)
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])

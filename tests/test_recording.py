@@ -72,15 +72,22 @@ def running(tmp_path):
     return [r for r in mlflow_runs(tmp_path, "nnexp")[1] if r.info.status == "RUNNING"]
 
 
-@pytest.mark.slow
-def test_a_sigkilled_run_is_marked_killed_with_its_reason(tmp_path):
-    store = f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"
+def kill_while_running(tmp_path, store: str, recorder_too: bool) -> None:
+    """Start a long `make train`, SIGKILL it once its run is RUNNING in the store (its recorder too)."""
     proc = start("train.py", store, *LONG)
     try:
         assert wait_for(lambda: running(tmp_path), 120)
     finally:
-        proc.kill()  # the command dies; its recorder drains the spool and ends the run it left open
+        for pid in recorders_of(proc.pid) if recorder_too else ():
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
         proc.wait()
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_is_marked_killed_with_its_reason(tmp_path):
+    kill_while_running(tmp_path, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", recorder_too=False)
+    # the command died; its recorder drains the spool and ends the run it left open
     assert wait_for(lambda: not running(tmp_path), 60)
     run = mlflow_runs(tmp_path, "nnexp")[1][0]
     assert run.info.status == "KILLED" and "died without ending it" in run.data.tags["nnexp.failure_reason"]
@@ -89,14 +96,7 @@ def test_a_sigkilled_run_is_marked_killed_with_its_reason(tmp_path):
 @pytest.mark.slow
 def test_a_sigkilled_run_and_recorder_are_cleaned_up_by_the_next_command(tmp_path):
     store = f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = start("train.py", store, *LONG)
-    try:
-        assert wait_for(lambda: running(tmp_path), 120)
-    finally:
-        for pid in recorders_of(proc.pid):
-            os.kill(pid, signal.SIGKILL)
-        proc.kill()
-        proc.wait()
+    kill_while_running(tmp_path, store, recorder_too=True)
     assert run_script("train.py", store, "trainer.epochs=5", "tracking.log_model=false").returncode == 0
     statuses = sorted(r.info.status for r in mlflow_runs(tmp_path, "nnexp")[1])
     assert statuses == ["FINISHED", "KILLED"]

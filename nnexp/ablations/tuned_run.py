@@ -108,7 +108,7 @@ def document(r: TunedStudy, args: Sequence[str], prov: dict[str, str], cmd: str)
 def rerun(study: Study, args: Sequence[str]) -> dict[str, Any]:
     """The study tuned again from nothing (a fresh storage) and evaluated: its results document."""
     assert study.tuning is not None
-    per_task = compose_tasks(study, study.tasks or [_data_option(args)], without_group(args, "ablation"))
+    per_task = composed(study, args)
     with tempfile.TemporaryDirectory(prefix="nnexp-check-") as d:
         r = run_tuned(study, study.tuning, per_task, f"journal:{d}/optuna-journal.log")
     return tuned_report.results(study, study.tuning, r.arms, r.tuned_by, {})
@@ -127,8 +127,7 @@ def record(study: Study, args: Sequence[str], tracking: dict, prov: dict[str, st
     parent run, a child per variant and task, the tuning trials below them as they finish; the report
     written after the runs, whole."""
     assert study.tuning is not None
-    per_task = compose_tasks(study, study.tasks or [_data_option(args)], without_group(args, "ablation"))
-    tuned_studies(per_task, study.tuning)  # every space parameter tunes something somewhere
+    per_task = composed(study, args)
     rec = Recording(tracking["uri"])
     key = records.new_key("ablation")
     trials = TrialRecords(rec, study.experiment, key)
@@ -161,6 +160,15 @@ def record(study: Study, args: Sequence[str], tracking: dict, prov: dict[str, st
                          f"report: {directory / 'REPORT.md'}", f"MLflow: parent run {parent} in experiment "
                          f"{study.experiment} (browse with `make ui`)"])
     return Recorded(r, parent, text)
+
+
+def composed(study: Study, args: Sequence[str]) -> dict[str, Study]:
+    """The study on each of its tasks (or the command's data), refused here if any part of it is wrong:
+    a variant that does not compose, a space parameter that would tune nothing."""
+    assert study.tuning is not None
+    per_task = compose_tasks(study, study.tasks or [_data_option(args)], without_group(args, "ablation"))
+    tuned_studies(per_task, study.tuning)
+    return per_task
 
 
 def _data_option(args: Sequence[str]) -> str:
