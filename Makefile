@@ -19,6 +19,9 @@ INPUT  ?=
 MLFLOW_ENV := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true
 
 .DEFAULT_GOAL := help
+# a make variable as one shell word, whatever it holds (SWEEP="x'; rm -rf /" stays a name)
+quote = '$(subst ','\'',$(1))'
+
 STUDY  ?= seed_claims
 SWEEP  ?= default
 JOURNAL ?= $(CURDIR)/optuna-journal.log
@@ -52,7 +55,7 @@ train: $(READY) ## one tracked run of the seed baseline; any Hydra override via 
 	$(BIN)/python experiments/train.py $(ARGS)
 
 train-best: $(READY) ## train a sweep's best trial again, recorded with its model (SWEEP=default; ARGS="sweep.storage=..." for another storage)
-	$(BIN)/python experiments/train.py --best=$(SWEEP) $(ARGS)
+	$(BIN)/python experiments/train.py --best=$(call quote,$(SWEEP)) $(ARGS)
 
 sweep: $(READY) ## the default Optuna sweep against the baseline (WORKERS=2 for two processes; ARGS="sweep=architecture ...")
 	$(BIN)/python experiments/sweep.py sweep.workers=$(WORKERS) $(ARGS)
@@ -61,13 +64,13 @@ sweep-worker: $(READY) ## join a running sweep from any machine (same ARGS, shar
 	$(BIN)/python experiments/sweep.py --worker $(ARGS)
 
 ablation: $(READY) ## an ablation study (STUDY=seed_claims; conf/ablation/): MLflow runs, report in outputs/ablation/<study>/
-	$(BIN)/python experiments/ablation.py ablation=$(STUDY) $(ARGS)
+	$(BIN)/python experiments/ablation.py ablation=$(call quote,$(STUDY)) $(ARGS)
 
 ablation-record: $(READY) ## the same, its report recorded into experiments/<study>/ (a clean working tree; commit it)
-	$(BIN)/python experiments/ablation.py --record ablation=$(STUDY) $(ARGS)
+	$(BIN)/python experiments/ablation.py --record ablation=$(call quote,$(STUDY)) $(ARGS)
 
 ablation-check: $(READY) ## re-run a recorded study and compare every number with its report (STUDY=seed_claims)
-	$(BIN)/python experiments/ablation.py --check ablation=$(STUDY) $(ARGS)
+	$(BIN)/python experiments/ablation.py --check ablation=$(call quote,$(STUDY)) $(ARGS)
 
 ui: $(READY) ## MLflow UI on the project's store, bound to 127.0.0.1 (PORT=5000 by default)
 	@echo "MLflow UI: http://$(HOST):$(PORT)  (store: $(STORE); Ctrl-C to stop)"

@@ -195,3 +195,12 @@ def test_plain_sgd_loses_at_the_baselines_step_and_not_at_its_own(tmp_path):
     assert claim.verdicts[("seed_regression", r.full)] in (stats.NOISE, stats.REVERSED), claim.verdicts
     chosen = next(a for a in r.arms if a.protocol == r.full).chosen
     assert chosen["no_momentum"]["lr"] > 0.3  # far above the baseline's 0.1
+
+
+def test_a_tuning_budget_that_cannot_fit_in_memory_is_refused_before_anything_is_recorded(tmp_path):
+    args = tuned_args(tmp_path, "ablation.tuning.trials=10000", "ablation.tuning.budgets=[10000]",
+                      "ablation.tuning.seeds=[100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115]",
+                      "model.hidden=[4096,4096]")
+    with pytest.raises(ConfigError, match=r"ablation.tuning.trials .*GiB of memory"):
+        ablation_run.record(compose(args), args)
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.log").exists()

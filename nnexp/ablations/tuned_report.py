@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from nnexp import plots, stats
 from nnexp.ablations.analysis import results_json
 from nnexp.ablations.protocols import UNTUNED, Arm, Claim
-from nnexp.ablations.report import CLAIM_WORDS, EFFECT_HEADER, LABELS, effects_table, markdown_table
+from nnexp.ablations.report import EFFECT_HEADER, LABELS, effects_table, markdown_table
 from nnexp.ablations.study import Study
 from nnexp.ablations.tuning import Tuned, Tuning
 from nnexp.config import mapping
@@ -128,5 +128,3 @@ def texts(report: str, doc: dict[str, Any], per_task: dict[str, Study]) -> dict[
     return {"REPORT.md": report + "\n", "results.json": json.dumps(doc, indent=1, allow_nan=True) + "\n",
             "configs.yaml": OmegaConf.to_yaml(configs)}
 
-
-__all__ = ["CLAIM_WORDS", "draw_curves", "flat", "render", "results", "texts"]

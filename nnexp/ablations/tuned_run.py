@@ -16,6 +16,7 @@ from nnexp.ablations.study import Study, prepare
 from nnexp.ablations.tuning import Tuned, Tuning
 from nnexp.config import ConfigCache, run_params, without_group
 from nnexp.errors import ConfigError
+from nnexp.plan import check_memory
 from nnexp.recording import Recording, records
 from nnexp.sweeps import storage as studies
 
@@ -167,7 +168,9 @@ def composed(study: Study, args: Sequence[str]) -> dict[str, Study]:
     a variant that does not compose, a space parameter that would tune nothing."""
     assert study.tuning is not None
     per_task = compose_tasks(study, study.tasks or [_data_option(args)], without_group(args, "ablation"))
-    tuned_studies(per_task, study.tuning)
+    replicas = min(tuning.CHUNK, study.tuning.trials * len(study.variants)) * len(study.tuning.seeds)
+    for t in tuned_studies(per_task, study.tuning).values():  # the largest packed pass must fit in memory
+        check_memory(t.base, replicas, "ablation.tuning.trials")
     return per_task
 
 

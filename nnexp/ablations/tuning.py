@@ -33,6 +33,7 @@ from nnexp.sweeps import space, storage
 from nnexp.sweeps.trials import with_values
 from nnexp.tuning_stats import expected_best
 
+CHUNK = 1024  # trials trained in one packed pass (replica r is bit-identical however they are packed)
 TUNING_KEYS = ("trials", "seeds", "metric", "budgets", "sampler_seed", "storage", "space")
 Trial = optuna.trial.FrozenTrial
 
@@ -193,16 +194,18 @@ def tune(studies: list[Tuned], tuning: Tuning, store: Any, fingerprint: Any, nam
             asked.append((s, trial, replace(plan, eval_every=plan.epochs)))  # only the final epoch is judged
         s.trials = done
         s.study = study
-    results = population.fit([p.with_seeds([seed]) for _, _, p in asked for seed in tuning.seeds])
     k = len(tuning.seeds)
-    for i, (s, trial, _) in enumerate(asked):
-        runs = results[i * k:(i + 1) * k]
-        value = score(runs, tuning.metric)
-        state = optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL
-        s.study.tell(trial, value, state=state)
-        if record is not None:
-            record(s, trial, runs, value)
-    storage.flush(store)
+    for start in range(0, len(asked), CHUNK):  # bounded memory; each chunk's trials told and flushed
+        chunk = asked[start:start + CHUNK]
+        results = population.fit([p.with_seeds([seed]) for _, _, p in chunk for seed in tuning.seeds])
+        for i, (s, trial, _) in enumerate(chunk):
+            runs = results[i * k:(i + 1) * k]
+            value = score(runs, tuning.metric)
+            state = optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL
+            s.study.tell(trial, value, state=state)
+            if record is not None:
+                record(s, trial, runs, value)
+        storage.flush(store)
     for s in studies:
         s.trials = sorted((t for t in s.study.get_trials(deepcopy=False) if t.state.is_finished()),
                           key=lambda t: t.number)[:tuning.trials]
