@@ -93,14 +93,14 @@ server: $(READY) ## a local MLflow tracking server (127.0.0.1, SERVER_PORT=5001)
 # a logged model, checked against the run that logged it (nnexp/serving.py), from the project's store or MLFLOW_TRACKING_URI
 MODEL_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$${MLFLOW_TRACKING_URI:-$(STORE)}" $(MLFLOW_ENV)
 need-model:
-	@test -n "$(MODEL)" || { echo "usage: make $(MAKECMDGOALS) MODEL=runs:/<run id>/model (the run id that make train prints)" >&2; exit 2; }
+	@test -n $(call quote,$(MODEL)) || { echo "usage: make $(MAKECMDGOALS) MODEL=runs:/<run id>/model (the run id that make train prints)" >&2; exit 2; }
 
 predict: $(READY) need-model ## predictions of a logged model for a CSV file: MODEL=runs:/<run id>/model INPUT=features.csv
-	@test -n "$(INPUT)" || { echo "usage: make predict MODEL=runs:/<run id>/model INPUT=features.csv" >&2; exit 2; }
-	@$(MODEL_ENV) $(BIN)/python experiments/serve.py predict "$(MODEL)" "$(INPUT)"
+	@test -n $(call quote,$(INPUT)) || { echo "usage: make predict MODEL=runs:/<run id>/model INPUT=features.csv" >&2; exit 2; }
+	@$(MODEL_ENV) $(BIN)/python experiments/serve.py predict $(call quote,$(MODEL)) $(call quote,$(INPUT))
 
 serve: $(READY) need-model ## serve a logged model over HTTP on 127.0.0.1 (MODEL=runs:/<run id>/model, SERVE_PORT=5002)
-	$(MODEL_ENV) $(BIN)/python experiments/serve.py serve "$(MODEL)" --host $(HOST) --port $(SERVE_PORT)
+	$(MODEL_ENV) $(BIN)/python experiments/serve.py serve $(call quote,$(MODEL)) --host $(HOST) --port $(SERVE_PORT)
 
 bench: $(READY) ## speed figures: engine vs references, sweeps by population size and workers, pruning, ablation packing
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python experiments/bench.py $(ARGS)
