@@ -67,7 +67,7 @@ class Recording:
         joined = os.environ.get(SESSION_ENV)
         self.session = joined or new_session()
         self.writer = SpoolWriter(self.dir, self.session, self.uri)
-        self.status, self.error, self.lag = "starting", "", 0
+        self.status, self.error, self.lag = "starting", "", 0  # starting -> reachable -> ready -> done
         self.run_ids: dict[str, str] = {}  # record key -> MLflow run id, as the recorder reports them
         self.experiment_ids: dict[str, str] = {}  # record key -> its run's MLflow experiment id
         self.scratches: list[Path] = []
@@ -117,11 +117,12 @@ class Recording:
         if self.error:
             raise RecordingError(self.error, opened=self.status == "ready")
 
-    def wait_ready(self) -> None:
-        """Block until the recorder has opened the store (it does so at the first record), or raise
-        RecordingError: a sweep does not count a trial as done on a store it cannot write."""
-        while self.proc is not None and self.status != "ready" and not self.error and self.proc.poll() is None:
-            time.sleep(0.01)
+    def wait_reachable(self) -> None:
+        """Block until the recorder has found that the store answers (milliseconds after its start: it checks
+        before it imports MLflow), or raise RecordingError: a sweep does not count a trial as done on a store
+        that does not answer."""
+        while self.proc is not None and self.status == "starting" and not self.error and self.proc.poll() is None:
+            time.sleep(0.005)
         if self.proc is not None and self.proc.poll() is not None:
             self.listener.join(10)
         self.check()

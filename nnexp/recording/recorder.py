@@ -2,13 +2,16 @@
 
     python -m nnexp.recording.recorder <spool dir> <session> <uri>
 
-It imports MLflow while the command trains, opens the store when the first record arrives (a command
-that stops on bad input records nothing), and records its session's spool files and any file a dead
-recorder left behind, in order. It ignores Ctrl-C (the command's own interrupt handling ends the
-runs) and exits when its command has closed its stdin and every spool of the session is drained. On
-stdout it says `ready` (store opened), `error <message>` (the store cannot be used), `lag <n>` and
-`done`. A record is applied whole before it is acknowledged; one replayed after a crash finds the run
-its key made (see `apply`), so every record is recorded exactly once.
+First it checks, without MLflow and in milliseconds, that the store answers (`reachable`: a tracking
+server's /health, a SQLite file that is a database or can be made); then it imports MLflow while the
+command trains, opens the store when the first record arrives (a command that stops on bad input records
+nothing), and records its session's spool files and any file a dead recorder left behind, in order. It
+ignores Ctrl-C (the command's own interrupt handling ends the runs) and exits when its command has closed
+its stdin and every spool of the session is drained. On stdout it says `reachable`, `ready` (store
+opened), `error <message>` (the store cannot be used), `lag <n>` and `done`. A record is applied whole
+before it is acknowledged; one replayed after a crash finds the run its key made (see `apply`), so every
+record is recorded exactly once. A sweep's first trial counts as done once the store is `reachable`; a
+server that stops answering before the store is opened is waited for like one that stops mid-sweep.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +36,38 @@ from nnexp.recording.spool import SpoolReader, spool_files
 
 POLL = 0.02  # seconds between looks at the spool when idle
 RETRY = 2.0  # seconds between attempts while a tracking server does not answer
+WARM_AFTER = 1.0  # seconds idle after which the figure code is imported ahead of need
 DRAIN_GRACE = float(os.environ.get("NNEXP_DRAIN_GRACE", "60"))  # after the command ended, then give up
 
 
 class StoreGone(RuntimeError):
     """The tracking store stopped answering and did not come back in time."""
+
+
+def cannot_open(uri: str, why: str) -> StoreGone:
+    return StoreGone(f"tracking.uri = {uri!r}: cannot open this tracking store ({why}). Start the server (make "
+                     "server), or point tracking.uri / MLFLOW_TRACKING_URI at a store that answers; nothing was "
+                     "recorded")
+
+
+def preflight(uri: str, timeout: float = 10.0) -> None:
+    """Raise StoreGone unless the store answers, checked without MLflow (whose import takes seconds): a
+    tracking server answers its /health, an existing SQLite file is a database. Other stores (an RDB) are
+    checked when the recorder opens them."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+                r.read(64)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise cannot_open(uri, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
+    elif uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if path.exists():
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)) as db:
+                    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as e:
+                raise cannot_open(uri, f"{type(e).__name__}: {e}") from None
 
 
 def say(*words: object) -> None:
@@ -53,8 +86,15 @@ class Recorder:
         self.announced: set[str] = set()
         self.failures = 0
         self.closed_at = math.inf
+        self.idle_since, self.warm = time.monotonic(), False
 
     def open_store(self) -> None:
+        """Open the store for the first record. A tracking server that answered the preflight and stops
+        answering before this is waited for like one that stops mid-run (trials may count as done already)."""
+        self.with_retries(self._open)
+        say("ready")
+
+    def _open(self) -> None:
         from nnexp.recording.apply import Applier
         from nnexp.recording.store import Store
 
@@ -63,12 +103,10 @@ class Recorder:
         except ConfigError as e:  # a store that cannot be written (full, read-only): its own paragraph
             raise StoreGone(str(e)) from None
         except Exception as e:
-            why = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
-            raise StoreGone(f"tracking.uri = {self.uri!r}: cannot open this tracking store ({why}). Start the server "
-                            "(make server), or point tracking.uri / MLFLOW_TRACKING_URI at a store that answers; "
-                            "nothing was recorded") from None
+            if self.uri.startswith(("http://", "https://")) and self.unreachable(e):
+                raise  # retried
+            raise cannot_open(self.uri, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
         self.apply = Applier(self.store, on_run=self.announce)
-        say("ready")
 
     def announce(self, key: str, run_id: str, experiment_id: str) -> None:
         if key not in self.announced:
@@ -145,6 +183,8 @@ class Recorder:
 
     @staticmethod
     def unreachable(e: Exception) -> bool:
+        if isinstance(e, StoreGone):  # given up on already
+            return False
         text = f"{type(e).__name__}: {e}"
         if faults.cause(e):  # a full disk, a read-only store: the records wait in the spool until it takes them
             return True
@@ -169,10 +209,24 @@ class Recorder:
                     p.name.startswith(f"{self.session}-") for p in spool_files(self.directory)):
                 return
             if not busy:
+                self.warm_up()
                 time.sleep(POLL)
+            else:
+                self.idle_since = time.monotonic()
+
+    def warm_up(self) -> None:
+        """Import the figure code (matplotlib, ~1.5 s) once the recorder has been idle a while (a sweep's
+        populations leave it idle for seconds): the sweep's end draws figures, and then the command waits."""
+        if self.warm or time.monotonic() - self.idle_since < WARM_AFTER:
+            return
+        self.warm = True
+        from nnexp import plots  # noqa: F401
 
     def _wait_for_eof(self) -> None:
-        while sys.stdin.buffer.read(4096):
+        # the raw descriptor, not sys.stdin: a daemon thread blocked in a buffered read holds the buffer's lock,
+        # and an exit meanwhile aborts the interpreter ("could not acquire lock for <stdin> at interpreter
+        # shutdown", SIGABRT), which the command took for a killed recorder
+        while os.read(0, 4096):
             pass
         self.closed_at = time.monotonic()
         self.closed.set()
@@ -184,6 +238,12 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # we retry, saying so, not MLflow in silence
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     directory, session, uri = Path(argv[0]), argv[1], argv[2]
+    try:
+        preflight(uri)
+    except StoreGone as e:
+        say("error", str(e))
+        return 1
+    say("reachable")
     import logging
 
     import mlflow  # noqa: F401 - imported now, while the command trains

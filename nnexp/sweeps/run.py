@@ -234,7 +234,7 @@ def _run(cfg: DictConfig, overrides: Sequence[str], worker_index: int | None,
         reason = str(e) if isinstance(e, SweepError) else "interrupted" if status == "KILLED" else \
             f"{type(e).__name__}: {e}"
         stop_workers(procs)
-        if sweep.rec.error and sweep.rec.status != "ready":  # the store never opened: nothing of it is recorded
+        if sweep.rec.error and not sweep.worker.log.ready:  # no trial was told: nothing of it may be recorded
             sweep.rec.discard()
             raise
         sweep.end_parent(status, reason)

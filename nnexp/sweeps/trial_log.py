@@ -78,8 +78,8 @@ class TrialLog:
         with deferred():
             with self.phases("record"):
                 self.rec.write(self.record(m, result, state, reason))
-                if not self.ready:  # no trial counts as done on a store that cannot take its record
-                    self.rec.wait_ready()
+                if not self.ready:  # no trial counts as done on a store that does not answer
+                    self.rec.wait_reachable()
                     self.ready = True
             with self.phases("optuna"):
                 attrs: dict[str, Any] = {"population": self.label}
