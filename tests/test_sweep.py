@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 
+import numpy as np
 import optuna
 import pytest
 from conftest import ROOT, run_script
@@ -296,3 +297,48 @@ def test_make_train_best_trains_the_sweeps_best_trial_again(tmp_path):
     wrong = run_script("train.py", "--best=nope", storage, store)
     said = " ".join(wrong.stderr.split())
     assert wrong.returncode == 2 and "SWEEP = 'nope'" in said and "its sweeps: t)" in said
+
+
+def test_the_population_pruner_decides_as_optuna_s_should_prune(tmp_path):
+    """The worker asks the median pruner with the completed trials read once per step (`Completed`): every
+    decision must be the one `trial.should_prune()` makes, at every step, warmup and startup included."""
+    from nnexp.sweeps.journal import open_journal
+    from nnexp.sweeps.worker import Completed
+
+    storage = open_journal(tmp_path / "j.log")
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20, interval_steps=1)
+    study = optuna.create_study(storage=storage, direction="maximize", pruner=pruner)
+    rng = np.random.default_rng(0)
+    for _ in range(6):  # completed trials with curves of different heights, some without every step
+        t = study.ask()
+        height = rng.uniform(0.2, 0.9)
+        for step in range(9, 100, 10):
+            if rng.uniform() > 0.2:
+                t.report(height + 0.001 * step, step)
+        study.tell(t, height)
+        running = [study.ask() for _ in range(8)]
+        decisions = 0
+        for step in range(9, 100, 10):
+            seen = Completed(study)
+            for r in running:
+                r.report(float(rng.uniform(0.0, 1.2)) if step != 49 else math.nan, step)
+                ours = pruner.prune(seen, storage.get_trial(r._trial_id))
+                assert ours == r.should_prune(), (r.number, step)
+                decisions += ours
+        for r in running:
+            study.tell(r, state=optuna.trial.TrialState.FAIL)
+    assert decisions > 0, "the last round prunes some trials: the comparison saw both answers"
+
+
+def test_a_journal_read_sees_what_another_worker_appended(tmp_path):
+    """Reads skip the file while it has not grown: a trial another process adds is still seen at once."""
+    from nnexp.sweeps.journal import open_journal
+
+    path = tmp_path / "j.log"
+    mine = optuna.create_study(storage=open_journal(path), study_name="s")
+    mine.tell(mine.ask(), 1.0)
+    assert len(mine.trials) == 1
+    assert len(mine.trials) == 1  # read again with nothing appended since: the stat-only shortcut
+    other = optuna.load_study(storage=open_journal(path), study_name="s")
+    other.tell(other.ask(), 2.0)
+    assert [t.value for t in mine.trials] == [1.0, 2.0]

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,14 @@ class Journal(JournalFileBackend):
                     raise
             finally:
                 os.close(fd)
+
+    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
+        """Optuna's read, skipped when the file has not grown since log `log_number_from` (one stat rather than
+        an open, a read and a close: Optuna reads the journal before every storage call, ~25 times a trial)."""
+        known = self._log_number_offset.get(log_number_from)
+        if known is not None and os.stat(self.path).st_size == known:
+            return
+        yield from super().read_logs(log_number_from)
 
     def sync(self) -> None:
         """Flush every appended operation to the disk (a population's end, a worker's exit)."""
