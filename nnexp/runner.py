@@ -59,9 +59,9 @@ class CurveSpool(Callback):
 
 
 def outcome_record(plan: Plan, result: ReplicaResult, cfg: DictConfig, model_dir: Path | None,
-                   plots: bool) -> tuple[str, dict[str, float], dict[str, Any]]:
+                   plot_dir: Path | None) -> tuple[str, dict[str, float], dict[str, Any]]:
     """The closing record's fields for a finished replica (curves already spooled): final metrics, status
-    and reason, the composed config, the figures to draw and the model's files."""
+    and reason, the composed config, the figures (drawn into `plot_dir`) and the model's files."""
     fields: dict[str, Any] = {"texts": {"config.yaml": OmegaConf.to_yaml(cfg, resolve=True)},
                               "end_ms": records.now_ms()}
     if result.status == DIVERGED:
@@ -81,8 +81,8 @@ def outcome_record(plan: Plan, result: ReplicaResult, cfg: DictConfig, model_dir
         tags["nnexp.stop_reason"] = result.reason
     fields |= {"metrics": points + [[k, v, 0] for k, v in errors_in_units(model, plan.data).items()],
                "tags": tags, "status": "FINISHED"}
-    if plots:
-        fields["figures"] = figures(plan, result, model)
+    if plot_dir is not None:
+        fields["files"] = figures(plan, result, model, plot_dir)
     if model_dir is not None:
         model.save(model_dir)
         fields["model"] = {"dir": str(model_dir), "step": step}
@@ -104,17 +104,21 @@ def errors_in_units(model: Model, data: Dataset) -> dict[str, float]:
     return {k: v for k, v in out.items() if np.isfinite(v)}
 
 
-def figures(plan: Plan, result: ReplicaResult, model: Model) -> list[dict[str, Any]]:
-    """Learning curves, and predicted against actual and residuals on the test split in the target's units."""
+def figures(plan: Plan, result: ReplicaResult, model: Model, out: Path) -> list[list[str]]:
+    """Learning curves, and predicted against actual and residuals on the test split in the target's units,
+    drawn into `out` as the record's files (artifact folder plots/). Drawn here, not in the recorder: after
+    training this process only waits, while the recorder is still busy importing MLflow on the other core."""
+    from nnexp import plots
+
     d = plan.data
     rows = np.arange(len(d.x_test))[:: max(1, -(-len(d.x_test) // PLOT_POINTS))]
     y_true = d.scaler.y_inverse(d.y_test[rows, 0])
     y_pred = model.predict(d.scaler.x_mean + d.x_test[rows] * d.scaler.x_std)
-    xy = {"y_true": y_true.tolist(), "y_pred": y_pred.tolist(), "target": d.target_name}
-    return [{"kind": "learning_curves", "path": "plots/learning_curves.png",
-             "args": {"curves": {k: v.tolist() for k, v in result.curves.items()}}},
-            {"kind": "predictions", "path": "plots/predicted_vs_actual.png", "args": xy},
-            {"kind": "residuals", "path": "plots/residuals.png", "args": xy}]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [plots.learning_curves(result.curves, out / "learning_curves.png"),
+             plots.predictions(y_true, y_pred, out / "predicted_vs_actual.png", d.target_name),
+             plots.residuals(y_true, y_pred, out / "residuals.png", d.target_name)]
+    return [[str(p), "plots"] for p in paths]
 
 
 def run_name(plan: Plan, seed: bool = True) -> str:
@@ -141,7 +145,8 @@ def run(cfg: DictConfig, progress: bool | None = None) -> RunSummary:
         result = plan.fit(callbacks=[curves, Progress(plan.epochs, enabled=progress)])[0]
         curves.flush()
         model_dir = rec.scratch(key) / "model" if settings["log_model"] else None
-        status, metrics, fields = outcome_record(plan, result, cfg, model_dir, settings["plots"])
+        plot_dir = rec.scratch(f"{key}-plots") if settings["plots"] else None
+        status, metrics, fields = outcome_record(plan, result, cfg, model_dir, plot_dir)
         rec.write(records.run(key, exp, **fields))
         rec.finish()
     except BaseException as e:
