@@ -246,8 +246,19 @@ def test_optuna_plots_skip_what_cannot_be_drawn(tmp_path, drawn):
     import matplotlib.pyplot as plt
 
     before = set(plt.get_fignums())
-    study = optuna.create_study(direction="maximize")
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     paths = optuna_plots(study, tmp_path, "val_r2")  # each figure drawn is checked by `drawn`
     assert set(plt.get_fignums()) == before
     assert "optimization_history.png" in [p.name for p in paths]
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.01, 0.0004])
+def test_the_parallel_plot_keeps_its_colour_bar_label_on_the_canvas_whatever_the_objective_s_digits(
+        tmp_path, drawn, scale):
+    """An MSE objective near 0.01 gets colour-bar ticks like 0.00925: the bar moves left to make room (its
+    label was cut off at the right edge). `drawn` checks every text is on the canvas."""
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=9))
+    study.optimize(lambda t: scale * (1 + t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1)), n_trials=12)
+    names = [p.name for p in optuna_plots(study, tmp_path, "val_mse")]
+    assert "parallel_coordinate.png" in names

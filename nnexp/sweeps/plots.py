@@ -90,20 +90,31 @@ def _parallel(fig: Any, ax: Any, target: str, what: str, head: str) -> dict[str,
         a.tick_params(labelsize=size)
         for t in a.get_yticklabels():  # readable over the lines
             t.set_bbox({"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.0})
-    right, top = text_width(fig, values[-1] if values else [], size) + 0.25 + 1.1, 0.55
+    bar = max((_bar_room(fig, b) for b in bars), default=1.05)  # the colour bar's distance from the right edge
+    right, top = text_width(fig, values[-1] if values else [], size) + 0.25 + bar + 0.05, 0.55
     names = [t.get_text() for t in ax.get_xticklabels()]
     column = (w - left - right) / max(1, len(names) - 1)
-    names = [wrap(fig, n, 10, 0.9 * column) for n in names]
+    # each name is centred under its axis: the first (the objective's) has only the left margin on its left
+    names = [wrap(fig, n, 10, min(0.9 * column, 2 * (left - 0.1)) if i == 0 else 0.9 * column)
+             for i, n in enumerate(names)]
     bottom = 0.45 + 0.18 * max((n.count("\n") + 1 for n in names), default=1)
     ax.set_position([left / w, bottom / h, 1 - (left + right) / w, 1 - (bottom + top) / h])
     for b in bars:
-        b.set_position([1 - 1.05 / w, bottom / h, 0.18 / w, 1 - (bottom + top) / h])
+        b.set_position([1 - bar / w, bottom / h, 0.18 / w, 1 - (bottom + top) / h])
         b.set_ylabel(target)
     ax.set_xticks(ax.get_xticks(), names, rotation=0, ha="center")
     ax.set_title(f"{head}: each trial's parameters and {what} (one line per trial)", fontsize=TITLE_SIZE,
                  y=1.02)
     ax.set(ylabel=target, xlabel="parameter (each vertical axis at its own scale, values on its right)")
     return {"left": None}
+
+
+def _bar_room(fig: Any, bar: Any) -> float:
+    """Inches from the figure's right edge to where a colour bar starts: the bar, its tick labels (as wide
+    as its formatter makes them: 0.00925 for an objective near 0.01) and its label beside them."""
+    ticks = bar.yaxis.get_major_formatter().format_ticks(bar.yaxis.get_majorticklocs())
+    labels = bar.get_yticklabels()
+    return max(0.9, 0.18 + text_width(fig, ticks, labels[0].get_fontsize() if labels else 10) + 0.4)
 
 
 def _slice(fig: Any, ax: Any, target: str, what: str, head: str) -> dict[str, Any]:
@@ -117,6 +128,9 @@ def _slice(fig: Any, ax: Any, target: str, what: str, head: str) -> dict[str, An
     fig.set_size_inches(WIDTH + 1.0, 1.0)  # the width first: it decides which labels must slant
     w = WIDTH + 1.0
     left, right, bottom, top, wgap, hgap = 0.95, 1.2, 0.75, 0.55, 0.35, 0.95
+    ph = 2.0
+    ylabel = wrap(fig, target, 10, ph - 0.1)  # a long objective name ("validation MSE (target scaled ...)")
+    left += 0.17 * ylabel.count("\n")
     pw = (w - left - right - wgap * (cols - 1)) / cols
     categorical = {}
     for a in panels:
@@ -126,7 +140,6 @@ def _slice(fig: Any, ax: Any, target: str, what: str, head: str) -> dict[str, An
     slanted = {a for a, labels in categorical.items() if text_width(fig, labels, 10) * len(labels) > 0.85 * pw}
     drop = max((0.57 * text_width(fig, categorical[a], 10) for a in slanted), default=0.0)  # sin 35°
     bottom, hgap = bottom + drop, hgap + drop
-    ph = 2.0
     fig.set_size_inches(w, bottom + top + rows * ph + (rows - 1) * hgap)
     h = fig.get_size_inches()[1]
     for i, a in enumerate(panels):
@@ -134,7 +147,7 @@ def _slice(fig: Any, ax: Any, target: str, what: str, head: str) -> dict[str, An
         a.set_title("")  # Optuna's "Slice Plot" on a single panel: the figure's title replaces it
         a.set_position([(left + c * (pw + wgap)) / w, (bottom + (rows - 1 - r) * (ph + hgap)) / h, pw / w, ph / h])
         a.tick_params(labelleft=c == 0)
-        a.set_ylabel(target if c == 0 else "")
+        a.set_ylabel(ylabel if c == 0 else "")
         if a.get_xscale() == "log":
             a.set_xlabel(f"{a.get_xlabel()} (log scale)")
             plain_log(a.xaxis, most=5)
