@@ -67,7 +67,8 @@ class Recording:
         joined = os.environ.get(SESSION_ENV)
         self.session = joined or new_session()
         self.writer = SpoolWriter(self.dir, self.session, self.uri)
-        self.status, self.error, self.lag = "starting", "", 0  # starting -> reachable -> ready -> done
+        self.status, self.error = "starting", ""  # starting -> reachable -> ready -> done
+        self.waited = 0.0  # seconds `finish` waited for the recorder: its lag behind the command at the end
         self.run_ids: dict[str, str] = {}  # record key -> MLflow run id, as the recorder reports them
         self.experiment_ids: dict[str, str] = {}  # record key -> its run's MLflow experiment id
         self.scratches: list[Path] = []
@@ -93,8 +94,6 @@ class Recording:
                 key, run_id, *experiment = rest.split(" ")
                 self.run_ids[key] = run_id
                 self.experiment_ids[key] = experiment[0] if experiment else ""
-            elif word == "lag":
-                self.lag = int(rest)
             else:
                 self.status = word
 
@@ -133,6 +132,14 @@ class Recording:
         self.writer.close()
         if self.proc is None:
             return
+        t0 = time.monotonic()
+        try:
+            self._drain(timeout)
+        finally:
+            self.waited += time.monotonic() - t0
+
+    def _drain(self, timeout: float | None) -> None:
+        assert self.proc is not None
         for attempt in (1, 2):
             assert self.proc.stdin is not None
             self.proc.stdin.close()

@@ -8,10 +8,11 @@ command trains, opens the store when the first record arrives (a command that st
 nothing), and records its session's spool files and any file a dead recorder left behind, in order. It
 ignores Ctrl-C (the command's own interrupt handling ends the runs) and exits when its command has closed
 its stdin and every spool of the session is drained. On stdout it says `reachable`, `ready` (store
-opened), `error <message>` (the store cannot be used), `lag <n>` and `done`. A record is applied whole
-before it is acknowledged; one replayed after a crash finds the run its key made (see `apply`), so every
-record is recorded exactly once. A sweep's first trial counts as done once the store is `reachable`; a
-server that stops answering before the store is opened is waited for like one that stops mid-sweep.
+opened), `error <message>` (the store cannot be used), `run <key> <run id> <experiment id>` and `done`.
+A record is applied whole before it is acknowledged; one replayed after a crash finds the run its key
+made (see `apply`), so every record is recorded exactly once. A sweep's first trial counts as done once
+the store is `reachable`; a server that stops answering before the store is opened is waited for like
+one that stops mid-sweep.
 """
 
 from __future__ import annotations

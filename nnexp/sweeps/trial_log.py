@@ -29,10 +29,15 @@ class SweepError(RuntimeError):
 
 
 class Phases:
-    """Seconds spent per phase of a worker's work (`with phases("optuna"): ...`)."""
+    """Seconds spent per phase of a worker's work (`with phases("sample"): ...`): training, Optuna's sampling
+    (ask and suggest), pruning (report and the pruner's decision), telling a trial's end, the journal's
+    upkeep (reclaiming dead workers' trials, flushing), building trial configs, and handing records to the
+    spool."""
+
+    OPTUNA = ("sample", "prune", "tell", "journal")
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = {"train": 0.0, "optuna": 0.0, "config": 0.0, "record": 0.0}
+        self.seconds: dict[str, float] = dict.fromkeys(("train", *self.OPTUNA, "config", "record"), 0.0)
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
@@ -81,7 +86,7 @@ class TrialLog:
                 if not self.ready:  # no trial counts as done on a store that does not answer
                     self.rec.wait_reachable()
                     self.ready = True
-            with self.phases("optuna"):
+            with self.phases("tell"):
                 attrs: dict[str, Any] = {"population": self.label}
                 if result is not None:
                     attrs["epochs"] = result.epochs
@@ -125,7 +130,7 @@ class TrialLog:
 
     def sync(self) -> None:
         """A population's end: its journal operations and records flushed to the disk."""
-        with self.phases("optuna"):
+        with self.phases("journal"):
             storage.flush(getattr(self.study, "_storage", None))
         with self.phases("record"):
             self.rec.writer.sync()

@@ -46,7 +46,7 @@ class Asker:
         members: list[Member] = []
         try:
             while len(members) < self.settings.population:
-                with self.phases("optuna"), deferred():  # a trial is asked and given its values, or not at all
+                with self.phases("sample"), deferred():  # a trial is asked and given its values, or not at all
                     trial = self.study.ask()
                     if trial.number >= self.settings.n_trials:  # beyond the budget: leave it for a larger n_trials
                         studies.put_back(self.storage, self.study_id, [trial.number])
@@ -86,7 +86,7 @@ class Pruner(Callback):
         if not self.prune or (epoch + 1) % self.interval:
             return []
         stop = []
-        with self.phases("optuna"):
+        with self.phases("prune"):
             pruner = self.study.pruner
             seen = Completed(self.study) if isinstance(pruner, optuna.pruners.PercentilePruner) else None
             for value, r in zip(metrics[self.metric].tolist(), replicas.tolist(), strict=True):
@@ -137,7 +137,7 @@ class Worker:
     def run(self) -> None:
         while not self.out_of_time():
             check()
-            with self.phases("optuna"):
+            with self.phases("journal"):
                 studies.reclaim_stale(self.storage, self.study, self.settings.heartbeat["grace"])
             members = self.asker.ask()
             if not members:
