@@ -71,6 +71,17 @@ def preflight(uri: str, timeout: float = 10.0) -> None:
                 raise cannot_open(uri, f"{type(e).__name__}: {e}") from None
 
 
+def unreachable(e: Exception) -> bool:
+    """A store that does not answer now (retried), not one that refuses a record for good."""
+    if isinstance(e, StoreGone):  # given up on already
+        return False
+    text = f"{type(e).__name__}: {e}"
+    if faults.cause(e):  # a full disk, a read-only store: the records wait in the spool until it takes them
+        return True
+    return text.startswith("ParentNotYet") or any(
+        w in text for w in ("Connection", "connection", "Max retries", "timed out", "503", "502"))
+
+
 def say(*words: object) -> None:
     """A status line for the command (gone already if it was killed: then nobody listens)."""
     with contextlib.suppress(BrokenPipeError, OSError):
@@ -104,7 +115,7 @@ class Recorder:
         except ConfigError as e:  # a store that cannot be written (full, read-only): its own paragraph
             raise StoreGone(str(e)) from None
         except Exception as e:
-            if self.uri.startswith(("http://", "https://")) and self.unreachable(e):
+            if self.uri.startswith(("http://", "https://")) and unreachable(e):
                 raise  # retried
             raise cannot_open(self.uri, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
         self.apply = Applier(self.store, on_run=self.announce)
@@ -155,7 +166,7 @@ class Recorder:
                     sys.stderr.write(f"nnexp recorder: the tracking store {self.uri} answers again\n")
                 return
             except Exception as e:
-                if not self.unreachable(e):
+                if not unreachable(e):
                     raise
                 now = time.monotonic()
                 if failing_since is None:
@@ -181,16 +192,6 @@ class Recorder:
         self.failures += 1
         sys.stderr.write(f"nnexp recorder: a record could not be recorded ({type(e).__name__}: "
                          f"{' '.join(str(e).split())[:300]}); it is kept in {failed}\n")
-
-    @staticmethod
-    def unreachable(e: Exception) -> bool:
-        if isinstance(e, StoreGone):  # given up on already
-            return False
-        text = f"{type(e).__name__}: {e}"
-        if faults.cause(e):  # a full disk, a read-only store: the records wait in the spool until it takes them
-            return True
-        return text.startswith("ParentNotYet") or any(
-            w in text for w in ("Connection", "connection", "Max retries", "timed out", "503", "502"))
 
     def run(self) -> None:
         threading.Thread(target=self._wait_for_eof, daemon=True).start()
