@@ -57,19 +57,24 @@ def test_a_store_that_cannot_be_opened_fails_fast_and_records_nothing(tmp_path):
     assert not spool_files(spool_dir("http://127.0.0.1:9", ROOT)), "nothing waits to be recorded"
 
 
-def test_a_store_file_that_is_not_a_database_is_refused_before_any_trial_counts(tmp_path):
+@pytest.mark.parametrize("folder", ["", "my runs #1?x%20y"])
+def test_a_store_file_that_is_not_a_database_is_refused_before_any_trial_counts(tmp_path, folder):
     """The recorder's check before it imports MLflow (a sweep's first trial waits only for that) also
-    refuses a store file that is no SQLite database, and leaves the file as it was."""
-    db = tmp_path / "mlflow.db"
+    refuses a store file that is no SQLite database, and leaves the file as it was — also in a folder
+    whose name SQLite's URIs would read as a query or a fragment (that check once opened `my runs `,
+    creating an empty file there, and passed)."""
+    (tmp_path / folder).mkdir(exist_ok=True)
+    db = tmp_path / folder / "mlflow.db"
     db.write_bytes(b"these are my notes, not a database\n" * 200)
     before = db.read_bytes()
     args = [a for a in sweep_args(tmp_path, n=4, epochs=5) if not a.startswith("tracking.")]
-    out = run_script("sweep.py", *args, f"tracking.uri=sqlite:///{db}", "sweep.confirm_seeds=[]")
+    out = run_script("sweep.py", *args, f"tracking.uri='sqlite:///{db}'", "sweep.confirm_seeds=[]")  # Hydra-quoted
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert "cannot open this tracking store (DatabaseError: file is not a database)" in " ".join(out.stderr.split())
     assert finished_trials(tmp_path) == 0
     assert db.read_bytes() == before
     assert not spool_files(spool_dir(f"sqlite:///{db}", ROOT)), "nothing waits to be recorded"
+    assert not (tmp_path / "my runs ").exists(), "no stray store where the name was cut"
 
 
 def test_a_sweep_on_a_store_that_cannot_be_opened_leaves_its_trials_waiting(tmp_path):

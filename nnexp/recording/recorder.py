@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ def preflight(uri: str, timeout: float = 10.0) -> None:
         path = Path(uri[len("sqlite:///"):])
         if path.exists():
             try:
-                with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)) as db:
+                ro = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"  # '#', '?', '%' in a path are data
+                with contextlib.closing(sqlite3.connect(ro, uri=True, timeout=timeout)) as db:
                     db.execute("SELECT count(*) FROM sqlite_master").fetchone()
             except sqlite3.Error as e:
                 raise cannot_open(uri, f"{type(e).__name__}: {e}") from None
