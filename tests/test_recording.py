@@ -166,3 +166,29 @@ def test_a_tracking_server_stopped_mid_sweep_and_started_again_loses_nothing(tmp
         server.stop()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_preflight_refuses_only_a_server_that_does_not_answer():
+    """The check before MLflow's import must not refuse what MLflow would open: a server behind a proxy or a
+    path prefix (its /health a 404) answers; a port nobody listens on does not."""
+    import http.server
+    import threading
+
+    from nnexp.recording.recorder import StoreGone, preflight
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        preflight(f"http://127.0.0.1:{server.server_port}/mlflow")
+    finally:
+        server.shutdown()
+    with pytest.raises(StoreGone, match="cannot open this tracking store"):
+        preflight(f"http://127.0.0.1:{free_port()}")

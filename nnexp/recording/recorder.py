@@ -23,6 +23,7 @@ import math
 import os
 import signal
 import sqlite3
+import ssl
 import sys
 import threading
 import time
@@ -54,13 +55,19 @@ def cannot_open(uri: str, why: str) -> StoreGone:
 
 def preflight(uri: str, timeout: float = 10.0) -> None:
     """Raise StoreGone unless the store answers, checked without MLflow (whose import takes seconds): a
-    tracking server answers its /health, an existing SQLite file is a database. Other stores (an RDB) are
-    checked when the recorder opens them."""
+    tracking server takes a connection and answers an HTTP request (its /health; any status counts, and so
+    does a TLS handshake this check cannot verify: a proxy, a path prefix or the server's own certificate
+    settings are MLflow's to judge when the recorder opens the store), an existing SQLite file is a
+    database. Other stores (an RDB) are checked when the recorder opens them."""
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
                 r.read(64)
+        except urllib.error.HTTPError:
+            return  # it answered
         except (urllib.error.URLError, OSError, ValueError) as e:
+            if isinstance(getattr(e, "reason", e), ssl.SSLError):
+                return  # it answered, over TLS
             raise cannot_open(uri, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
     elif uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
