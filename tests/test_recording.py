@@ -192,3 +192,17 @@ def test_the_preflight_refuses_only_a_server_that_does_not_answer():
         server.shutdown()
     with pytest.raises(StoreGone, match="cannot open this tracking store"):
         preflight(f"http://127.0.0.1:{free_port()}")
+
+
+def test_the_recorder_imports_the_figure_code_ahead_only_for_a_run_that_will_draw(tmp_path):
+    """Warming up matplotlib while idle helps a sweep's end; in a `make train` (which draws its own plots)
+    it would only cost the other core and could delay the run's last record."""
+    from nnexp.recording.recorder import Recorder
+
+    r = Recorder(tmp_path, "s", f"sqlite:///{tmp_path / 'm.db'}")
+    r.idle_since -= 10
+    r.warm_up()
+    assert not r.warm
+    r.figures_later = True
+    r.warm_up()
+    assert r.warm

@@ -24,6 +24,8 @@ class ParentNotYet(RuntimeError):
 
 
 VIEW_TAG = "mlflow.sharedViewState."  # MLflow UI: #/experiments/<id>?viewStateShareKey=<key> opens this view
+# kinds the recorder draws; make train now draws its own three (learning_curves, predictions, residuals),
+# which stay here so that a spool an earlier version left behind is still replayed whole
 FIGURES = ("learning_curves", "predictions", "residuals", "compare_steps", "bands", "effects", "steps_over_time")
 
 

@@ -107,7 +107,7 @@ class Recorder:
         self.announced: set[str] = set()
         self.failures = 0
         self.closed_at = math.inf
-        self.idle_since, self.warm = time.monotonic(), False
+        self.idle_since, self.warm, self.figures_later = time.monotonic(), False, False
 
     def open_store(self) -> None:
         """Open the store for the first record. A tracking server that answered the preflight and stops
@@ -154,6 +154,7 @@ class Recorder:
         n = 0
         for offset, record in reader.records():
             if record.get("op") not in ("header", "end"):
+                self.figures_later = self.figures_later or bool(record.get("figures_later"))
                 if self.store is None:
                     self.open_store()  # a store that cannot be opened fails the command at once
                 try:
@@ -226,9 +227,10 @@ class Recorder:
                 self.idle_since = time.monotonic()
 
     def warm_up(self) -> None:
-        """Import the figure code (matplotlib, ~1.5 s) once the recorder has been idle a while (a sweep's
-        populations leave it idle for seconds): the sweep's end draws figures, and then the command waits."""
-        if self.warm or time.monotonic() - self.idle_since < WARM_AFTER:
+        """Import the figure code (matplotlib, ~1.5 s) once the recorder has been idle a while, when a run has
+        said its end will carry figures (a sweep's parent: its populations leave the recorder idle for seconds,
+        and at the end the command waits for the figures)."""
+        if self.warm or not self.figures_later or time.monotonic() - self.idle_since < WARM_AFTER:
             return
         self.warm = True
         from nnexp import plots  # noqa: F401

@@ -5,7 +5,8 @@
      "start_ms": ..., "end_ms": ..., "status": "FINISHED" | "FAILED" | "KILLED" | None (left running),
      "texts": {artifact path: text}, "figures": [{"kind": ..., "path": ..., "args": {...}}],
      "files": [[local path, artifact dir]], "dataset": {...}, "model": {"dir": ..., "step": ...},
-     "fresh": bool (replace a run an earlier attempt left), "resume": bool (reopen a finished run)}
+     "fresh": bool (replace a run an earlier attempt left), "resume": bool (reopen a finished run),
+     "figures_later": bool (its end will carry figures: the recorder imports the figure code when idle)}
 """
 
 from __future__ import annotations

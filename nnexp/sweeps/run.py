@@ -130,6 +130,7 @@ class Sweep:
         return records.run(self.parent_key, self.settings.experiment, name=f"sweep {self.settings.study_name}",
                            tags={"nnexp.kind": "sweep", **self.settings_tags(), **records.provenance()},
                            params=self.parts, texts={"sweep.yaml": text}, start_ms=records.now_ms(), resume=True,
+                           figures_later=True,
                            view={"key": view_key(self.settings.study_name), "state": runs_view(self.settings)})
 
     def end_parent(self, status: str, reason: str = "", **fields: Any) -> None:
