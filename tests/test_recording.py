@@ -48,6 +48,24 @@ def test_records_reach_the_store_exactly_once_after_the_recorder_is_killed_midwa
     assert not spool_files(tmp_path / ".nnexp-spool")
 
 
+def test_a_copy_of_the_store_file_alone_holds_every_run_once_the_command_has_ended(tmp_path):
+    """The recorder exits without the interpreter's teardown; the write-ahead log is moved into mlflow.db first."""
+    import shutil
+    import sqlite3
+
+    os.environ.pop("NNEXP_RECORDING_SESSION", None)
+    rec = Recording(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for k in ("run:a", "run:b"):
+        rec.write(records.run(k, "x", name=k, metrics=[["m", 1.0, s] for s in range(200)], status="FINISHED"))
+    rec.finish()
+    (tmp_path / "copy").mkdir()
+    shutil.copy(tmp_path / "mlflow.db", tmp_path / "copy" / "mlflow.db")
+    db = sqlite3.connect(tmp_path / "copy" / "mlflow.db")
+    assert db.execute("SELECT name, status FROM runs ORDER BY name").fetchall() == [("run:a", "FINISHED"),
+                                                                                    ("run:b", "FINISHED")]
+    assert db.execute("SELECT count(*) FROM metrics").fetchone() == (400,)
+
+
 def test_a_store_that_cannot_be_opened_fails_fast_and_records_nothing(tmp_path):
     t0 = time.monotonic()
     out = run_script("train.py", "tracking.uri=http://127.0.0.1:9", "trainer.epochs=5")

@@ -9,6 +9,7 @@ crash finds its run instead of making a second one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -145,6 +146,20 @@ def use_wal(uri: str) -> None:
             con.execute("PRAGMA journal_mode=WAL")
     finally:
         con.close()
+
+
+def checkpoint(uri: str) -> None:
+    """Copy a SQLite store's write-ahead log into the database file and empty it, as closing its last
+    connection does: the recorder exits without the interpreter's teardown (which closes them), and a copy
+    of mlflow.db alone must hold every run. A checkpoint that cannot run (a full disk) leaves the log, which
+    SQLite applies on the next open: nothing is lost either way."""
+    if not uri.startswith("sqlite:///"):
+        return
+    import sqlite3
+
+    with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(uri[len("sqlite:///"):],
+                                                                              timeout=10)) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
 
 @functools.cache
