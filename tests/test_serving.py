@@ -104,6 +104,33 @@ def test_the_artifact_holds_data_only_and_its_digests_are_on_the_run(logged):
     assert not (ROOT / "nnexp" / "mlflow_model.py").exists()
 
 
+def test_the_model_pins_the_numpy_and_mlflow_it_was_trained_with(logged):
+    mlflow.set_tracking_uri(logged[0])
+    local = Path(mlflow.artifacts.download_artifacts(_uri(logged)))
+    assert sorted((local / "requirements.txt").read_text().split()) == [f"mlflow=={mlflow.__version__}",
+                                                                        f"numpy=={np.__version__}"]
+
+
+def test_logging_the_model_skips_mlflows_scan_of_every_installed_package(logged, tmp_path, monkeypatch):
+    """The scan (~1 s in `make train`) could only confirm pins taken from the running versions."""
+    from mlflow.utils import environment, requirements_utils
+
+    from nnexp.recording.model import log_model
+    from nnexp.recording.store import Store
+
+    scans = []
+    scan = requirements_utils._init_packages_to_modules_map
+    monkeypatch.setattr(requirements_utils, "_init_packages_to_modules_map", lambda: scans.append(1) or scan())
+    check = environment.warn_dependency_requirement_mismatches
+    store = Store(logged[0])
+    run_id = store.create(store.experiment("pins"), "pins-run", "pins", {}, None, None)
+    model_id = log_model(store, run_id, {"dir": str(logged[2].save(tmp_path / "model")), "step": 3})
+    assert scans == [] and environment.warn_dependency_requirement_mismatches is check
+    assert store.client.get_logged_model(model_id).status == "READY"
+    requirements_utils.warn_dependency_requirement_mismatches(["numpy==0.0.1"])  # MLflow's own check still runs
+    assert scans == [1]
+
+
 def test_pyfunc_takes_columns_by_name_in_any_order(logged):
     store, _, engine, inputs, _ = logged
     mlflow.set_tracking_uri(store)
