@@ -54,11 +54,11 @@ def pins_taken_as_installed() -> Iterator[None]:
     if check is None:
         yield
         return
-    environment.warn_dependency_requirement_mismatches = lambda requirements: None  # type: ignore[attr-defined]
+    setattr(environment, "warn_dependency_requirement_mismatches", lambda requirements: None)  # noqa: B010
     try:
         yield
     finally:
-        environment.warn_dependency_requirement_mismatches = check  # type: ignore[attr-defined]
+        setattr(environment, "warn_dependency_requirement_mismatches", check)  # noqa: B010
 
 
 def final_points(store: Store, run_id: str, model_id: str) -> list[Metric]:
