@@ -9,6 +9,10 @@ from nnexp.interrupts import sigterm_interrupts
 
 sigterm_interrupts()  # first: Ctrl-C and SIGTERM end the command cleanly even while it starts
 
+from nnexp.recording import start_early  # noqa: E402
+
+start_early()  # the recorder imports MLflow while this command imports and composes its config
+
 from nnexp.cli import run_sweep  # noqa: E402
 
 if __name__ == "__main__":

@@ -66,6 +66,35 @@ def test_a_copy_of_the_store_file_alone_holds_every_run_once_the_command_has_end
     assert db.execute("SELECT count(*) FROM metrics").fetchone() == (400,)
 
 
+def test_a_recorder_started_early_exits_having_opened_nothing_when_its_command_names_no_store(tmp_path):
+    """`make train` starts its recorder before it composes its config; bad input then ends the command."""
+    from nnexp import recording
+
+    proc = recording._spawn([])
+    proc.stdin.close()  # what the command's exit does
+    assert proc.wait(60) == 0 and proc.stdout.read() == ""  # not even `reachable`: no store was looked at
+
+
+@pytest.mark.parametrize("killed", [False, True])
+def test_the_recorder_started_early_records_the_command_or_is_replaced_if_it_died(tmp_path, monkeypatch, killed):
+    from nnexp import recording
+
+    monkeypatch.delenv("NNEXP_RECORDING_SESSION", raising=False)
+    monkeypatch.setattr(recording, "_early", [])
+    recording.start_early()
+    early = recording._early[0]
+    if killed:
+        early.kill()
+        early.wait()
+    rec = Recording(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert (rec.proc is early) != killed and recording._early == []
+    rec.write(records.run("run:a", "x", name="a", params={"p": 1}, metrics=[["m", 2.0, 0]], status="FINISHED"))
+    rec.finish()
+    assert rec.proc.returncode == 0 and rec.status == "done"
+    [run] = mlflow_runs(tmp_path, "x")[1]
+    assert run.info.status == "FINISHED" and run.data.params == {"p": "1"} and run.data.metrics == {"m": 2.0}
+
+
 def test_a_store_that_cannot_be_opened_fails_fast_and_records_nothing(tmp_path):
     t0 = time.monotonic()
     out = run_script("train.py", "tracking.uri=http://127.0.0.1:9", "trainer.epochs=5")

@@ -16,6 +16,7 @@ It may import nnexp's engine and shared modules, never the sweeps or ablations.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -30,6 +31,26 @@ from nnexp.paths import project_root
 from nnexp.recording.spool import SpoolWriter, new_session, spool_dir
 
 SESSION_ENV = "NNEXP_RECORDING_SESSION"  # spawned workers write into their coordinator's session
+
+
+_early: list[subprocess.Popen] = []  # a recorder started before its command knew the store (`start_early`)
+
+
+def start_early() -> None:
+    """Start this command's recorder now, before the command has composed its config: the recorder imports
+    MLflow (seconds) while the command imports and composes, and learns the store and spool from the first
+    `Recording` made. A command that ends without recording (bad input) closes the pipe by exiting, and the
+    recorder exits having opened nothing. Not in a worker that writes into its coordinator's session."""
+    if not _early and not os.environ.get(SESSION_ENV):
+        _early.append(_spawn([]))
+
+
+def _spawn(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnexp.recording.recorder", *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(project_root()),
+                                                                        os.environ.get("PYTHONPATH")]))})
 
 
 class RecordingError(RuntimeError):
@@ -75,11 +96,18 @@ class Recording:
         self.proc: subprocess.Popen | None = None if joined else self._start()
 
     def _start(self) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nnexp.recording.recorder", str(self.dir), self.session, self.uri],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(project_root()),
-                                                                            os.environ.get("PYTHONPATH")]))})
+        args = [str(self.dir), self.session, self.uri]
+        proc = None
+        while _early and proc is None:
+            early = _early.pop()
+            try:  # name the store to the recorder started early; one that died meanwhile is replaced
+                assert early.stdin is not None
+                early.stdin.write(json.dumps(args) + "\n")
+                early.stdin.flush()
+                proc = early
+            except OSError:
+                early.wait()
+        proc = proc or _spawn(args)
         self.listener = threading.Thread(target=self._listen, args=(proc,), daemon=True, name="nnexp-recorder-status")
         self.listener.start()
         return proc

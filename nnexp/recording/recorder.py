@@ -1,13 +1,16 @@
 """The recorder process: drains spool files into MLflow.
 
     python -m nnexp.recording.recorder <spool dir> <session> <uri>
+    python -m nnexp.recording.recorder          # started early: the three come as a JSON list on stdin
 
-First it checks, without MLflow and in milliseconds, that the store answers (`reachable`: a tracking
-server's /health, a SQLite file that is a database or can be made); then it imports MLflow while the
-command trains, opens the store when the first record arrives (a command that stops on bad input records
-nothing), and records its session's spool files and any file a dead recorder left behind, in order. It
-ignores Ctrl-C (the command's own interrupt handling ends the runs) and exits when its command has closed
-its stdin and every spool of the session is drained. On stdout it says `reachable`, `ready` (store
+It imports MLflow at once, while the command starts and trains; meanwhile it checks, without MLflow and
+in milliseconds, that the store answers (`reachable`: a tracking server's /health, a SQLite file that is
+a database or can be made). A recorder started before its command knew the store (`start_early`) waits
+for the store's name on its stdin, and exits having opened nothing if the pipe closes first. It opens
+the store when the first record arrives (a command that stops on bad input records nothing), and records
+its session's spool files and any file a dead recorder left behind, in order. It ignores Ctrl-C (the
+command's own interrupt handling ends the runs) and exits when its command has closed its stdin and every
+spool of the session is drained. On stdout it says `reachable`, `ready` (store
 opened), `error <message>` (the store cannot be used), `run <key> <run id> <experiment id>` and `done`.
 A record is applied whole before it is acknowledged; one replayed after a crash finds the run its key
 made (see `apply`), so every record is recorded exactly once. A sweep's first trial counts as done once
@@ -97,16 +100,62 @@ def say(*words: object) -> None:
         print(*words, flush=True)
 
 
+class Command:
+    """The command at the other end of our stdin: the store and the spool (given as arguments, or as the
+    first line by a command that started us before it knew them), checked by `preflight`; then its end (the
+    pipe closes: it finished, or died)."""
+
+    def __init__(self, args: list[str], listen: bool = True) -> None:
+        self.args = args
+        self.known = threading.Event()  # the store is named and answers
+        self.closed = threading.Event()
+        self.closed_at = math.inf
+        if listen:
+            threading.Thread(target=self._listen, daemon=True, name="nnexp-command").start()
+
+    def _listen(self) -> None:
+        if not self.args:
+            line = first_line()
+            if line is None:
+                os._exit(0)  # the command ended before it recorded anything: nothing was opened
+            self.args = [str(a) for a in json.loads(line)]
+        try:
+            preflight(self.args[2])
+        except StoreGone as e:
+            say("error", str(e))
+            os._exit(1)  # nothing opened, nothing to drain
+        say("reachable")
+        self.known.set()
+        # the raw descriptor, not sys.stdin: a daemon thread blocked in a buffered read holds the buffer's lock,
+        # and an exit meanwhile aborts the interpreter ("could not acquire lock for <stdin> at interpreter
+        # shutdown", SIGABRT), which the command took for a killed recorder
+        while os.read(0, 4096):
+            pass
+        self.closed_at = time.monotonic()
+        self.closed.set()
+
+
+def first_line() -> bytes | None:
+    """The first line on stdin, read a byte at a time (what follows is the pipe's end); None at its end."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            return None
+        line += byte
+    return line
+
+
 class Recorder:
-    def __init__(self, directory: Path, session: str, uri: str) -> None:
+    def __init__(self, directory: Path, session: str, uri: str, command: Command | None = None) -> None:
         self.directory, self.session, self.uri = directory, session, uri
+        self.command = command or Command([str(directory), session, uri], listen=False)
+        self.closed = self.command.closed  # the command closed our stdin (finished, or died)
         self.store: Any = None
         self.readers: dict[Path, SpoolReader] = {}
-        self.closed = threading.Event()  # the command closed our stdin (finished, or died)
         self.apply: Any = None
         self.announced: set[str] = set()
         self.failures = 0
-        self.closed_at = math.inf
         self.idle_since, self.warm, self.figures_later = time.monotonic(), False, False
 
     def open_store(self) -> None:
@@ -185,7 +234,7 @@ class Recorder:
                         sys.stderr.write(f"nnexp recorder: the tracking store {self.uri} does not answer "
                                          f"({' '.join(str(e).split())[:200]}); training goes on, its records wait in "
                                          f"{self.directory}; retrying\n")
-                if self.closed.is_set() and now - max(failing_since, self.closed_at) > DRAIN_GRACE:
+                if self.closed.is_set() and now - max(failing_since, self.command.closed_at) > DRAIN_GRACE:
                     raise StoreGone(f"the tracking store {self.uri} did not answer for {DRAIN_GRACE:.0f} s after "
                                     f"the command ended; its records wait in {self.directory} and the next nnexp "
                                     "command records them") from None
@@ -204,7 +253,6 @@ class Recorder:
                          f"{' '.join(str(e).split())[:300]}); it is kept in {failed}\n")
 
     def run(self) -> None:
-        threading.Thread(target=self._wait_for_eof, daemon=True).start()
         while True:
             self.adopt()
             busy = 0
@@ -235,28 +283,13 @@ class Recorder:
         self.warm = True
         from nnexp import plots  # noqa: F401
 
-    def _wait_for_eof(self) -> None:
-        # the raw descriptor, not sys.stdin: a daemon thread blocked in a buffered read holds the buffer's lock,
-        # and an exit meanwhile aborts the interpreter ("could not acquire lock for <stdin> at interpreter
-        # shutdown", SIGABRT), which the command took for a killed recorder
-        while os.read(0, 4096):
-            pass
-        self.closed_at = time.monotonic()
-        self.closed.set()
-
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command handles Ctrl-C; we drain what it wrote
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # we retry, saying so, not MLflow in silence
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    directory, session, uri = Path(argv[0]), argv[1], argv[2]
-    try:
-        preflight(uri)
-    except StoreGone as e:
-        say("error", str(e))
-        return 1
-    say("reachable")
+    command = Command(argv)  # the store is checked meanwhile, and named first if we were started early
     import logging
 
     import mlflow  # noqa: F401 - imported now, while the command trains
@@ -266,7 +299,9 @@ def main(argv: list[str]) -> int:
     # MLflow logs every SQLite OperationalError with its traceback before raising it again (a full disk,
     # a read-only store); the error itself reaches the user as one paragraph
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-    recorder = Recorder(directory, session, uri)
+    command.known.wait()
+    directory, session, uri = Path(command.args[0]), command.args[1], command.args[2]
+    recorder = Recorder(directory, session, uri, command)
     try:
         recorder.run()
     except StoreGone as e:
