@@ -221,7 +221,7 @@ def test_the_preflight_refuses_only_a_server_that_does_not_answer():
     import http.server
     import threading
 
-    from nnexp.recording.recorder import StoreGone, preflight
+    from nnexp.recording.reach import StoreGone, preflight
 
     class NotFound(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's name
