@@ -75,6 +75,18 @@ def test_a_recorder_started_early_exits_having_opened_nothing_when_its_command_n
     assert proc.wait(60) == 0 and proc.stdout.read() == ""  # not even `reachable`: no store was looked at
 
 
+def test_a_recorder_that_cannot_use_what_it_was_told_says_so_and_exits():
+    """Its main thread waits for the store's name: a line it cannot read must not leave it (and the command
+    waiting for it) hanging."""
+    from nnexp import recording
+
+    for line in ('["only one"]\n', '["not json\n'):
+        proc = recording._spawn([])
+        proc.stdin.write(line)
+        proc.stdin.close()
+        assert proc.wait(60) == 1 and proc.stdout.read().startswith("error ")
+
+
 @pytest.mark.parametrize("killed", [False, True])
 def test_the_recorder_started_early_records_the_command_or_is_replaced_if_it_died(tmp_path, monkeypatch, killed):
     from nnexp import recording

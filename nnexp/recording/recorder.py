@@ -61,15 +61,15 @@ class Command:
             threading.Thread(target=self._listen, daemon=True, name="nnexp-command").start()
 
     def _listen(self) -> None:
-        if not self.args:
-            line = first_line()
-            if line is None:
-                os._exit(0)  # the command ended before it recorded anything: nothing was opened
-            self.args = [str(a) for a in json.loads(line)]
         try:
+            if not self.args:
+                line = first_line()
+                if line is None:
+                    os._exit(0)  # the command ended before it recorded anything: nothing was opened
+                self.args = [str(a) for a in json.loads(line)][:3]
             preflight(self.args[2])
-        except StoreGone as e:
-            say("error", str(e))
+        except Exception as e:  # noqa: BLE001 - the main thread waits for `known`: never leave it waiting
+            say("error", str(e) if isinstance(e, StoreGone) else f"{type(e).__name__}: {e}")
             os._exit(1)  # nothing opened, nothing to drain
         say("reachable")
         self.known.set()
