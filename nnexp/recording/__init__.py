@@ -42,7 +42,10 @@ def start_early() -> None:
     `Recording` made. A command that ends without recording (bad input) closes the pipe by exiting, and the
     recorder exits having opened nothing. Not in a worker that writes into its coordinator's session."""
     if not _early and not os.environ.get(SESSION_ENV):
-        _early.append(_spawn([]))
+        try:
+            _early.append(_spawn([]))
+        except OSError:  # no process to spare now: `Recording` starts one when needed, or says why it cannot
+            pass
 
 
 def _spawn(args: list[str]) -> subprocess.Popen:
