@@ -42,7 +42,7 @@ def guarded(fn: Callable[[], Any], interrupted: str = "the run was recorded as K
             fail(str(e), EXIT_USAGE if not e.opened else 1)
     except KeyboardInterrupt as e:
         handled()
-        sys.stderr.write(f"\ninterrupted ({e or 'Ctrl-C'}): {interrupted}\n")
+        sys.stderr.write(f"\ninterrupted ({str(e) or 'Ctrl-C'}): {interrupted}\n")  # Ctrl-C: an empty message
         sys.exit(EXIT_INTERRUPTED)
 
 

@@ -184,6 +184,7 @@ def test_an_interrupted_population_sweep_resumes_to_exactly_n_trials(tmp_path, s
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "run the same command again" in err
+    assert f"interrupted ({'Ctrl-C' if sig == signal.SIGINT else 'SIGTERM'})" in err, err
     study = load(tmp_path)
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     assert 5 <= finished_trials(tmp_path) < 24
